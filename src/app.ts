@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify';
+import type { Settings } from './config/settings.js';
+import { buildHttpApp } from './http/server.js';
+import { Migration } from './migration.js';
+import type { Logger } from './observability/logger.js';
+import { describeServer } from './pg/connection.js';
+import { MigrationStatus } from './status.js';
+
+/** A running pgferry service: the migration plus its HTTP API. */
+export interface App {
+  status: MigrationStatus;
+  http: FastifyInstance;
+  /** The bound HTTP address, e.g. http://127.0.0.1:8484. */
+  url: string;
+  /** Settles when the migration stops: resolves after {@link App.stop}, rejects on a fatal error. */
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Composition root: builds every component from validated settings and starts them. */
+export async function startApp(settings: Settings, log: Logger): Promise<App> {
+  const status = new MigrationStatus();
+  const migration = new Migration(settings, status, log.child({ component: 'migration' }));
+  const http = buildHttpApp(status);
+  const url = await http.listen({ host: settings.httpHost, port: settings.httpPort });
+  log.info({ source: describeServer(settings.source), target: describeServer(settings.target), status: `${url}/status` }, 'pgferry started');
+  const done = migration.run().catch((err: unknown) => {
+    status.phase = 'failed';
+    throw err;
+  });
+  let stopped = false;
+  return {
+    status,
+    http,
+    url,
+    done,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await migration.stop();
+      await done.catch(() => {});
+      await http.close();
+    },
+  };
+}

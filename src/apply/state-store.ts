@@ -1,0 +1,98 @@
+import type pg from 'pg';
+import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
+import type { TableName } from '../pg/connection.js';
+
+/**
+ * pgferry's own state lives in the target, in schema `pgferry`, keyed by slot name, so that it
+ * commits atomically with the data it describes.
+ *
+ * `migration.phase`: `snapshot` while the initial copy runs (an interrupted copy is redone from
+ * scratch), `streaming` once every table is copied. `applied_lsn` is the end LSN of the last source
+ * transaction whose changes are committed here; it only moves forward.
+ */
+export const STATE_DDL = `
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.migration (
+  slot        text PRIMARY KEY,
+  phase       text NOT NULL,
+  applied_lsn pg_lsn,
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pgferry.table_copy (
+  slot        text NOT NULL,
+  schema_name text NOT NULL,
+  table_name  text NOT NULL,
+  state       text NOT NULL,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (slot, schema_name, table_name)
+);`;
+
+export type StoredPhase = 'snapshot' | 'streaming';
+
+export interface MigrationState {
+  phase: StoredPhase;
+  appliedLsn: Lsn | null;
+}
+
+/** Creates pgferry's schema and tables on the target if missing. */
+export async function ensureStateSchema(client: pg.Client): Promise<void> {
+  await client.query(STATE_DDL);
+}
+
+export async function readMigration(client: pg.Client, slot: string): Promise<MigrationState | null> {
+  const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null }>(
+    'SELECT phase, applied_lsn::text AS applied_lsn FROM pgferry.migration WHERE slot = $1',
+    [slot],
+  );
+  return r ? { phase: r.phase, appliedLsn: r.applied_lsn ? parseLsn(r.applied_lsn) : null } : null;
+}
+
+/** Starts (or restarts) the initial copy: any previous copy progress for this slot is forgotten. */
+export async function beginSnapshotPhase(client: pg.Client, slot: string, tables: TableName[]): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(
+      `INSERT INTO pgferry.migration (slot, phase, applied_lsn) VALUES ($1, 'snapshot', NULL)
+       ON CONFLICT (slot) DO UPDATE SET phase = 'snapshot', applied_lsn = NULL, updated_at = now()`,
+      [slot],
+    );
+    await client.query('DELETE FROM pgferry.table_copy WHERE slot = $1', [slot]);
+    for (const t of tables) {
+      await client.query(`INSERT INTO pgferry.table_copy (slot, schema_name, table_name, state) VALUES ($1, $2, $3, 'pending')`, [slot, t.schema, t.name]);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** Marks one table copied; call inside the transaction that holds its COPY. */
+export async function markTableCopied(client: pg.Client, slot: string, t: TableName, rows: number): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.table_copy SET state = 'copied', rows_copied = $4 WHERE slot = $1 AND schema_name = $2 AND table_name = $3`,
+    [slot, t.schema, t.name, rows],
+  );
+}
+
+/** The copy is complete: streaming starts at the slot's consistent point. */
+export async function beginStreamingPhase(client: pg.Client, slot: string, consistentPoint: Lsn): Promise<void> {
+  await client.query(`UPDATE pgferry.migration SET phase = 'streaming', applied_lsn = $2, updated_at = now() WHERE slot = $1`, [slot, formatLsn(consistentPoint)]);
+}
+
+/**
+ * Stores the applied position. Must run inside the target transaction that holds the changes up to
+ * `endLsn`, so progress and data commit (or vanish) together. Never moves backwards.
+ */
+export async function saveAppliedLsn(client: pg.Client, slot: string, endLsn: Lsn): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.migration SET applied_lsn = greatest(applied_lsn, $2::pg_lsn), updated_at = now() WHERE slot = $1`,
+    [slot, formatLsn(endLsn)],
+  );
+}
+
+/** Drops this slot's state (used by cleanup and by tests). */
+export async function deleteMigration(client: pg.Client, slot: string): Promise<void> {
+  await client.query('DELETE FROM pgferry.table_copy WHERE slot = $1', [slot]);
+  await client.query('DELETE FROM pgferry.migration WHERE slot = $1', [slot]);
+}

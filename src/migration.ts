@@ -1,0 +1,307 @@
+import pg from 'pg';
+import type { Settings } from './config/settings.js';
+import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionError } from './errors.js';
+import type { Logger } from './observability/logger.js';
+import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
+import { qualified, tableKey } from './pg/connection.js';
+import { listSourceTables, type SourceTable } from './source/catalog.js';
+import { preflightSource } from './source/preflight.js';
+import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot } from './source/slot.js';
+import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
+import { copyTables } from './snapshot/copy.js';
+import { Applier } from './apply/applier.js';
+import { preflightTarget } from './apply/preflight.js';
+import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration } from './apply/state-store.js';
+import type { MigrationStatus } from './status.js';
+
+/** Session settings that make every value's text form unambiguous on both sides. */
+const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex';
+/** Stop reading the stream when this many events wait, resume below the low mark: bounded memory. */
+const QUEUE_HIGH = 10_000;
+const QUEUE_LOW = 1_000;
+/** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
+const STATUS_INTERVAL_MS = 5_000;
+
+/**
+ * One migration from source to target: preflight, publication and slot, initial copy under the
+ * slot's snapshot, then streaming apply until stopped. Restartable at any point: the target's
+ * `pgferry.migration` row says where it stands.
+ *
+ * Confirmation invariant: the position confirmed to the slot is either the end LSN of a source
+ * transaction committed on the target (with `synchronous_commit = on`, so durable), or a position
+ * reached while nothing was in flight (an empty transaction's end, or a keepalive's walEnd between
+ * transactions). Nothing received but not yet committed is ever confirmed.
+ */
+export class Migration {
+  private stopping = false;
+  private stream: ReplicationStream | null = null;
+  private wake: (() => void) | null = null;
+  private monitor: NodeJS.Timeout | null = null;
+  private tables: SourceTable[] = [];
+  private closeMonitor: () => Promise<void> = async () => {};
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly status: MigrationStatus,
+    private readonly log: Logger,
+  ) {}
+
+  /** Runs until {@link stop}. Rejects only for problems a retry cannot fix (preflight, lost slot). */
+  async run(): Promise<void> {
+    await this.prepare();
+    this.startMonitor();
+    let delay = 1_000;
+    while (!this.stopping) {
+      const started = Date.now();
+      try {
+        await this.streamOnce();
+      } catch (err) {
+        if (this.stopping) break;
+        if (err instanceof PreflightError) throw err;
+        const retryable = isConnectionError(err) || (err instanceof PgferryError && err.retryable);
+        this.status.lastError = describeError(err);
+        if (!retryable) this.status.phase = 'failed';
+        this.log.error({ err, retryInMs: delay }, retryable ? 'replication interrupted; reconnecting' : 'apply failed; retrying from the last committed position');
+        if (Date.now() - started > 60_000) delay = 1_000;
+        await this.sleep(delay);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  /** Stops streaming; the transaction in flight is rolled back (it was never confirmed). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.monitor) clearInterval(this.monitor);
+    this.wake?.();
+    await this.stream?.stop().catch(() => {});
+    await this.closeMonitor();
+  }
+
+  private source(): pg.ClientConfig {
+    return withOptions(this.settings.source);
+  }
+
+  private target(): pg.ClientConfig {
+    return withOptions(this.settings.target);
+  }
+
+  /** Preflight, then either resume streaming or (re)do the initial copy. */
+  private async prepare(): Promise<void> {
+    const { slot, publication } = this.settings;
+    const source = await connect(this.source(), 'source');
+    const target = await connect(this.target(), 'target');
+    try {
+      const listed = await listSourceTables(source, this.settings.tables);
+      if (listed.missing.length > 0) {
+        throw new PreflightError(`source: table(s) ${listed.missing.map(tableKey).join(', ')} not found; check --tables (names are case-sensitive when quoted)`);
+      }
+      this.tables = listed.tables;
+      await preflightTarget(target, [], { mustBeEmpty: false });
+      await ensureStateSchema(target).catch((err: unknown) => {
+        throw new PreflightError(`target: cannot create pgferry's state schema "pgferry" (${describeError(err)}); grant CREATE on the target database to pgferry's role`);
+      });
+      const state = await readMigration(target, slot);
+      const existing = await readSlot(source, slot);
+      if (state?.phase === 'streaming') {
+        if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
+        if (existing.walStatus === 'lost') throw new PreflightError(`source: replication slot ${slot} was invalidated (the source removed WAL it needed; see max_slot_wal_keep_size); start over with pgferry cleanup, then pgferry start`);
+        await preflightSource(source, this.tables, { slotExists: true });
+        await preflightTarget(target, this.tables, { mustBeEmpty: false });
+        await checkPublication(source, publication, this.tables);
+        this.status.appliedLsn = state.appliedLsn;
+        this.log.info({ slot, appliedLsn: state.appliedLsn === null ? null : formatLsn(state.appliedLsn) }, 'resuming streaming');
+        return;
+      }
+      if (!state && existing) {
+        throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
+      }
+      await preflightSource(source, this.tables, { slotExists: Boolean(existing) });
+      await preflightTarget(target, this.tables, { mustBeEmpty: !state });
+      this.status.phase = 'snapshot';
+      for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
+      await beginSnapshotPhase(target, slot, this.tables);
+      if (state) {
+        this.log.warn({ slot }, 'the previous initial copy did not finish; starting it again from scratch');
+        await dropSlot(source, slot);
+        await target.query(`TRUNCATE ${this.tables.map(qualified).join(', ')}`);
+      }
+      await ensurePublication(source, publication, this.tables);
+      const exported = await createSlotWithSnapshot(this.source(), slot);
+      this.log.info({ slot, consistentPoint: formatLsn(exported.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
+      try {
+        await copyTables({ source: this.source(), target: this.target(), snapshotName: exported.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log });
+      } finally {
+        await exported.release().catch(() => {});
+      }
+      await beginStreamingPhase(target, slot, exported.consistentPoint);
+      this.status.appliedLsn = exported.consistentPoint;
+      this.log.info({ consistentPoint: formatLsn(exported.consistentPoint) }, 'initial copy complete; streaming');
+    } finally {
+      await source.end().catch(() => {});
+      await target.end().catch(() => {});
+    }
+  }
+
+  /** One replication session: runs until the connection drops, apply fails, or stop. */
+  private async streamOnce(): Promise<void> {
+    const target = await connect(this.target(), 'target');
+    const applier = new Applier(target, this.settings.slot, this.log);
+    const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log);
+    this.stream = stream;
+    const queue: StreamEvent[] = [];
+    let paused = false;
+    let ended = false;
+    let timer: NodeJS.Timeout | null = null;
+    try {
+      await applier.init();
+      const state = await readMigration(target, this.settings.slot);
+      if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
+      let applied: Lsn = state.appliedLsn;
+      if (this.status.phase !== 'failed') this.status.phase = 'streaming';
+      let confirmable: Lsn = applied;
+      let lastSent = 0;
+      this.status.appliedLsn = applied;
+      const confirm = (force: boolean): void => {
+        if (!force && Date.now() - lastSent < 1_000) return;
+        stream.confirm(confirmable);
+        lastSent = Date.now();
+        this.status.confirmedLsn = confirmable;
+      };
+
+      const running = stream.run(applied, (e) => {
+        queue.push(e);
+        if (!paused && queue.length >= QUEUE_HIGH) {
+          paused = true;
+          stream.pause();
+        }
+        this.wake?.();
+      });
+      running.catch(() => {}).finally(() => {
+        ended = true;
+        this.wake?.();
+      });
+      timer = setInterval(() => confirm(true), STATUS_INTERVAL_MS);
+
+      let inTransaction = false;
+      let skipping = false;
+      while (!this.stopping && !ended) {
+        const event = queue.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          continue;
+        }
+        if (paused && queue.length <= QUEUE_LOW) {
+          paused = false;
+          stream.resume();
+        }
+        if (event.kind === 'keepalive') {
+          // Between transactions everything before walEnd is applied or irrelevant to us.
+          if (!inTransaction) confirmable = maxLsn(confirmable, event.walEnd);
+          confirm(event.replyRequested);
+          continue;
+        }
+        const m = event.message;
+        switch (m.tag) {
+          case 'begin':
+            inTransaction = true;
+            // The server may resend a transaction that ends at or before what the target holds.
+            skipping = m.finalLsn < applied;
+            break;
+          case 'relation':
+            await applier.relation(m);
+            break;
+          case 'insert':
+          case 'update':
+          case 'delete':
+          case 'truncate':
+            if (!skipping) await applier.change(m);
+            break;
+          case 'commit': {
+            inTransaction = false;
+            if (skipping) {
+              skipping = false;
+              break;
+            }
+            const counts = await applier.commit(m.endLsn);
+            applied = maxLsn(applied, m.endLsn);
+            confirmable = maxLsn(confirmable, m.endLsn);
+            if (counts) {
+              this.status.appliedLsn = applied;
+              this.status.transactionsApplied++;
+              for (const c of counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
+            }
+            if (this.status.phase === 'failed') this.status.phase = 'streaming';
+            this.status.lastError = null;
+            confirm(false);
+            break;
+          }
+          default:
+            break; // origin, type, message: nothing to apply
+        }
+      }
+      if (ended && !this.stopping) await running; // surfaces why the stream ended
+    } finally {
+      if (timer) clearInterval(timer);
+      this.stream = null;
+      await stream.stop().catch(() => {});
+      await applier.rollback().catch(() => {});
+      await target.end().catch(() => {});
+    }
+  }
+
+  /** Polls the source's WAL position (for lag) and watches the slot for invalidation. */
+  private startMonitor(): void {
+    let client: pg.Client | null = null;
+    let busy = false;
+    const poll = async (): Promise<void> => {
+      if (busy || this.stopping) return;
+      busy = true;
+      try {
+        if (!client) {
+          client = await connect(this.source(), 'source');
+          client.on('error', () => (client = null));
+        }
+        const { rows: [r] } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+        if (r) this.status.sourceLsn = parseLsn(r.lsn);
+      } catch {
+        await client?.end().catch(() => {});
+        client = null;
+      } finally {
+        busy = false;
+      }
+    };
+    void poll();
+    this.monitor = setInterval(() => void poll(), 1_000);
+    this.monitor.unref();
+    this.closeMonitor = async () => {
+      await client?.end().catch(() => {});
+    };
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+}
+
+function withOptions(config: pg.ClientConfig): pg.ClientConfig {
+  return { ...config, options: [config.options, SESSION_OPTIONS].filter(Boolean).join(' ') };
+}
+
+async function connect(config: pg.ClientConfig, side: 'source' | 'target'): Promise<pg.Client> {
+  const client = new pg.Client(config);
+  client.on('error', () => {}); // a dead connection fails its next query, which is handled there
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err, retryable: true });
+  }
+  return client;
+}

@@ -1,0 +1,360 @@
+/**
+ * Pure decoder for the `pgoutput` logical replication messages, protocol versions 1 and 2.
+ * Input is the payload of one XLogData ('w') message; no I/O, no logging.
+ *
+ * @see https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
+ */
+import type { Lsn } from './lsn.js';
+
+/**
+ * The 'u' tuple value: an unchanged TOASTed column whose value the server did not send.
+ * It only means "keep what the target already has"; it is never a value in itself.
+ */
+export const UNCHANGED_TOAST: unique symbol = Symbol('pgoutput.unchangedToast');
+
+/**
+ * One column of TupleData: 't' → `string` (the server's text output, UTF-8 decoded and nothing
+ * else), 'b' → `Buffer` (a copy, never a view of the payload), 'n' → `null`, 'u' → {@link UNCHANGED_TOAST}.
+ */
+export type TupleValue = string | Buffer | null | typeof UNCHANGED_TOAST;
+
+/** A column of a Relation message, in attribute order (dropped and generated columns are not sent). */
+export interface RelationColumn {
+  name: string;
+  typeOid: number;
+  /** `atttypmod`, signed: -1 means "no modifier". */
+  typeModifier: number;
+  /** Flag bit 1: the column is part of the replica identity key. */
+  isKey: boolean;
+}
+
+/** `pg_class.relreplident`: 'd' default (primary key), 'n' nothing, 'f' full, 'i' index. */
+export type ReplicaIdentity = 'default' | 'nothing' | 'full' | 'index';
+
+/**
+ * One decoded message. `xid` on data messages is present exactly when the message arrived between
+ * Stream Start and Stream Stop (protocol 2); `namespace` is '' for `pg_catalog`.
+ * Tuples have one entry per column of the latest Relation message for `relationOid`.
+ * `commitTime` is microseconds since 2000-01-01 UTC, as sent (signed, like `TimestampTz`).
+ */
+export type PgoutputMessage =
+  | { tag: 'begin'; finalLsn: Lsn; commitTime: bigint; xid: number }
+  | { tag: 'commit'; flags: number; commitLsn: Lsn; endLsn: Lsn; commitTime: bigint }
+  | { tag: 'origin'; originLsn: Lsn; name: string }
+  | {
+      tag: 'relation';
+      xid?: number;
+      relationOid: number;
+      namespace: string;
+      name: string;
+      replicaIdentity: ReplicaIdentity;
+      columns: RelationColumn[];
+    }
+  | { tag: 'type'; xid?: number; typeOid: number; namespace: string; name: string }
+  | { tag: 'insert'; xid?: number; relationOid: number; newTuple: TupleValue[] }
+  | {
+      tag: 'update';
+      xid?: number;
+      relationOid: number;
+      /** 'key': old key columns only (others null); 'full': REPLICA IDENTITY FULL; null: key unchanged. */
+      oldKind: 'key' | 'full' | null;
+      oldTuple: TupleValue[] | null;
+      newTuple: TupleValue[];
+    }
+  | { tag: 'delete'; xid?: number; relationOid: number; oldKind: 'key' | 'full'; oldTuple: TupleValue[] }
+  | { tag: 'truncate'; xid?: number; cascade: boolean; restartIdentity: boolean; relationOids: number[] }
+  | { tag: 'message'; xid?: number; transactional: boolean; lsn: Lsn; prefix: string; content: Buffer }
+  | { tag: 'streamStart'; xid: number; firstSegment: boolean }
+  | { tag: 'streamStop' }
+  | { tag: 'streamCommit'; xid: number; flags: number; commitLsn: Lsn; endLsn: Lsn; commitTime: bigint }
+  | { tag: 'streamAbort'; xid: number; subXid: number };
+
+/** A payload that is not a well-formed pgoutput message; the message names the tag and byte offset. */
+export class PgoutputDecodeError extends Error {
+  override readonly name = 'PgoutputDecodeError';
+  constructor(
+    message: string,
+    /** The message tag letter, or undefined when the payload was empty. */
+    readonly tag: string | undefined,
+    /** Byte offset in the payload where decoding failed. */
+    readonly offset: number,
+  ) {
+    super(message);
+  }
+}
+
+const enum Tag {
+  Begin = 0x42, // B
+  Commit = 0x43, // C
+  Origin = 0x4f, // O
+  Relation = 0x52, // R
+  Type = 0x59, // Y
+  Insert = 0x49, // I
+  Update = 0x55, // U
+  Delete = 0x44, // D
+  Truncate = 0x54, // T
+  Message = 0x4d, // M
+  StreamStart = 0x53, // S
+  StreamStop = 0x45, // E
+  StreamCommit = 0x63, // c
+  StreamAbort = 0x41, // A
+}
+
+const enum Marker {
+  Null = 0x6e, // n
+  UnchangedToast = 0x75, // u
+  Text = 0x74, // t
+  Binary = 0x62, // b
+  Key = 0x4b, // K
+  Old = 0x4f, // O
+  New = 0x4e, // N
+}
+
+const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
+
+/** Bounds-checked big-endian reader over one payload; every read names what it reads for the error. */
+class Reader {
+  private pos = 1;
+  private readonly tag: string;
+
+  constructor(private readonly buf: Buffer) {
+    this.tag = String.fromCharCode(buf[0] ?? 0);
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  fail(what: string, at = this.pos): never {
+    throw new PgoutputDecodeError(`pgoutput '${this.tag}' message: ${what} at offset ${at}`, this.tag, at);
+  }
+
+  private take(n: number, what: string): number {
+    const at = this.pos;
+    if (this.buf.length - at < n) this.fail(`truncated ${what} (need ${n} bytes, have ${this.buf.length - at})`);
+    this.pos += n;
+    return at;
+  }
+
+  u8(what: string): number {
+    return this.buf.readUInt8(this.take(1, what));
+  }
+  u16(what: string): number {
+    return this.buf.readUInt16BE(this.take(2, what));
+  }
+  u32(what: string): number {
+    return this.buf.readUInt32BE(this.take(4, what));
+  }
+  i32(what: string): number {
+    return this.buf.readInt32BE(this.take(4, what));
+  }
+  u64(what: string): bigint {
+    return this.buf.readBigUInt64BE(this.take(8, what));
+  }
+  i64(what: string): bigint {
+    return this.buf.readBigInt64BE(this.take(8, what));
+  }
+
+  /** A NUL-terminated UTF-8 String. */
+  cstring(what: string): string {
+    const end = this.buf.indexOf(0, this.pos);
+    if (end < 0) this.fail(`unterminated ${what}`);
+    const s = this.buf.toString('utf8', this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+
+  /** An Int32 length followed by that many bytes; returns their [start, end) offsets. */
+  counted(what: string): [start: number, end: number] {
+    const at = this.pos;
+    const n = this.i32(`${what} length`);
+    if (n < 0) this.fail(`negative ${what} length ${n}`, at);
+    const start = this.take(n, what);
+    return [start, start + n];
+  }
+
+  bytes(start: number, end: number): Buffer {
+    return Buffer.from(this.buf.subarray(start, end));
+  }
+
+  text(start: number, end: number): string {
+    return this.buf.toString('utf8', start, end);
+  }
+
+  tuple(): TupleValue[] {
+    const n = this.u16('column count');
+    const values: TupleValue[] = [];
+    for (let i = 0; i < n; i++) {
+      const at = this.pos;
+      const kind = this.u8(`column ${i} kind`);
+      switch (kind) {
+        case Marker.Null:
+          values.push(null);
+          break;
+        case Marker.UnchangedToast:
+          values.push(UNCHANGED_TOAST);
+          break;
+        case Marker.Text:
+          values.push(this.text(...this.counted(`column ${i} text`)));
+          break;
+        case Marker.Binary:
+          values.push(this.bytes(...this.counted(`column ${i} binary`)));
+          break;
+        default:
+          this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);
+      }
+    }
+    return values;
+  }
+
+  end(): void {
+    if (this.pos !== this.buf.length) this.fail(`${this.buf.length - this.pos} trailing bytes`);
+  }
+}
+
+/**
+ * Decodes one pgoutput message per call. Stateful because in protocol 2 data messages carry an
+ * xid only between Stream Start and Stream Stop. Invariants: a payload is consumed exactly or
+ * rejected; a rejected payload leaves the stream state unchanged; Stream Start/Stop must pair up,
+ * and Begin, Commit, Stream Start, Stream Commit and Stream Abort never occur inside a stream block.
+ */
+export class PgoutputDecoder {
+  private streaming = false;
+
+  /** @throws RangeError unless `protoVersion` is 1 or 2 (the versions this decoder implements). */
+  constructor(private readonly protoVersion: number) {
+    if (protoVersion !== 1 && protoVersion !== 2) {
+      throw new RangeError(`unsupported pgoutput proto_version ${protoVersion} (supported: 1, 2)`);
+    }
+  }
+
+  /** @throws PgoutputDecodeError on an empty, truncated, overlong or unknown message. */
+  decode(payload: Buffer): PgoutputMessage {
+    if (payload.length === 0) throw new PgoutputDecodeError('pgoutput: empty message at offset 0', undefined, 0);
+    const r = new Reader(payload);
+    const msg = this.body(r, payload[0] ?? 0);
+    r.end();
+    if (msg.tag === 'streamStart') this.streaming = true;
+    else if (msg.tag === 'streamStop') this.streaming = false;
+    return msg;
+  }
+
+  private body(r: Reader, tag: number): PgoutputMessage {
+    const streamTag = tag === Tag.StreamStart || tag === Tag.StreamStop || tag === Tag.StreamCommit || tag === Tag.StreamAbort;
+    if (streamTag && this.protoVersion < 2) r.fail('streaming message in protocol version 1', 0);
+    if (tag === Tag.StreamStop && !this.streaming) r.fail('Stream Stop without Stream Start', 0);
+    if (this.streaming && isTransactionControl(tag)) r.fail('not allowed inside a stream block', 0);
+    // Data messages carry the xid only inside a stream block.
+    const xid = (): { xid?: number } => (this.streaming ? { xid: r.u32('xid') } : {});
+
+    switch (tag) {
+      case Tag.Begin:
+        return { tag: 'begin', finalLsn: r.u64('final LSN'), commitTime: r.i64('commit time'), xid: r.u32('xid') };
+      case Tag.Commit:
+        return {
+          tag: 'commit',
+          flags: r.u8('flags'),
+          commitLsn: r.u64('commit LSN'),
+          endLsn: r.u64('end LSN'),
+          commitTime: r.i64('commit time'),
+        };
+      case Tag.Origin:
+        return { tag: 'origin', originLsn: r.u64('origin LSN'), name: r.cstring('origin name') };
+      case Tag.Relation: {
+        const head = { tag: 'relation' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const namespace = r.cstring('namespace');
+        const name = r.cstring('relation name');
+        const identByte = r.u8('replica identity');
+        const replicaIdentity = REPLICA_IDENTITY[String.fromCharCode(identByte)];
+        if (replicaIdentity === undefined) r.fail(`unknown replica identity 0x${identByte.toString(16)}`, r.offset - 1);
+        const n = r.u16('column count');
+        const columns: RelationColumn[] = [];
+        for (let i = 0; i < n; i++) {
+          const flags = r.u8(`column ${i} flags`);
+          columns.push({
+            name: r.cstring(`column ${i} name`),
+            typeOid: r.u32(`column ${i} type OID`),
+            typeModifier: r.i32(`column ${i} type modifier`),
+            isKey: (flags & 1) !== 0,
+          });
+        }
+        return { ...head, namespace, name, replicaIdentity, columns };
+      }
+      case Tag.Type:
+        return {
+          tag: 'type',
+          ...xid(),
+          typeOid: r.u32('type OID'),
+          namespace: r.cstring('namespace'),
+          name: r.cstring('type name'),
+        };
+      case Tag.Insert: {
+        const head = { tag: 'insert' as const, ...xid(), relationOid: r.u32('relation OID') };
+        if (r.u8('new tuple marker') !== Marker.New) r.fail("expected new tuple marker 'N'", r.offset - 1);
+        return { ...head, newTuple: r.tuple() };
+      }
+      case Tag.Update: {
+        const head = { tag: 'update' as const, ...xid(), relationOid: r.u32('relation OID') };
+        let marker = r.u8('tuple marker');
+        const oldKind = oldTupleKind(marker) ?? null;
+        const oldTuple = oldKind === null ? null : r.tuple();
+        if (oldKind !== null) marker = r.u8('new tuple marker');
+        if (marker !== Marker.New) r.fail(`expected tuple marker ${oldKind === null ? "'K', 'O' or " : ''}'N'`, r.offset - 1);
+        return { ...head, oldKind, oldTuple, newTuple: r.tuple() };
+      }
+      case Tag.Delete: {
+        const head = { tag: 'delete' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const oldKind = oldTupleKind(r.u8('old tuple marker'));
+        if (oldKind === undefined) r.fail("expected old tuple marker 'K' or 'O'", r.offset - 1);
+        return { ...head, oldKind, oldTuple: r.tuple() };
+      }
+      case Tag.Truncate: {
+        const head = { tag: 'truncate' as const, ...xid() };
+        const n = r.u32('relation count');
+        const options = r.u8('options');
+        const relationOids: number[] = [];
+        for (let i = 0; i < n; i++) relationOids.push(r.u32(`relation ${i} OID`));
+        return { ...head, cascade: (options & 1) !== 0, restartIdentity: (options & 2) !== 0, relationOids };
+      }
+      case Tag.Message: {
+        const head = { tag: 'message' as const, ...xid(), transactional: (r.u8('flags') & 1) !== 0 };
+        const lsn = r.u64('LSN');
+        const prefix = r.cstring('prefix');
+        return { ...head, lsn, prefix, content: r.bytes(...r.counted('content')) };
+      }
+      case Tag.StreamStart:
+        return { tag: 'streamStart', xid: r.u32('xid'), firstSegment: r.u8('first segment flag') !== 0 };
+      case Tag.StreamStop:
+        return { tag: 'streamStop' };
+      case Tag.StreamCommit:
+        return {
+          tag: 'streamCommit',
+          xid: r.u32('xid'),
+          flags: r.u8('flags'),
+          commitLsn: r.u64('commit LSN'),
+          endLsn: r.u64('end LSN'),
+          commitTime: r.i64('commit time'),
+        };
+      case Tag.StreamAbort:
+        return { tag: 'streamAbort', xid: r.u32('xid'), subXid: r.u32('subtransaction xid') };
+      default:
+        return r.fail(`unknown message tag 0x${tag.toString(16)}`, 0);
+    }
+  }
+}
+
+/** The old-tuple marker of Update/Delete: 'K' key columns only, 'O' the whole old row. */
+function oldTupleKind(marker: number): 'key' | 'full' | undefined {
+  return marker === Marker.Key ? 'key' : marker === Marker.Old ? 'full' : undefined;
+}
+
+/** Messages that open or close a transaction or a stream block; none may appear inside a block. */
+function isTransactionControl(tag: number): boolean {
+  return (
+    tag === Tag.Begin ||
+    tag === Tag.Commit ||
+    tag === Tag.StreamStart ||
+    tag === Tag.StreamCommit ||
+    tag === Tag.StreamAbort
+  );
+}

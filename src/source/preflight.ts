@@ -1,0 +1,66 @@
+import type pg from 'pg';
+import { PreflightError } from '../errors.js';
+import { ident, qualified, tableKey } from '../pg/connection.js';
+import type { SourceTable } from './catalog.js';
+
+/**
+ * Checks everything the source must offer before a slot is created, and reports every problem at
+ * once, each with the statement or setting that fixes it.
+ *
+ * `slotExists`: the slot is already there (a resume), so it needs no free slot.
+ */
+export async function preflightSource(client: pg.Client, tables: SourceTable[], opts: { slotExists: boolean }): Promise<void> {
+  const problems: string[] = [];
+  const { rows: [s] } = await client.query<{
+    wal_level: string; user: string; can_replicate: boolean; max_slots: number; used_slots: number; max_senders: number; used_senders: number; version: number;
+  }>(`SELECT current_setting('wal_level') AS wal_level, current_user AS user,
+             (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user)
+               OR pg_has_role(current_user, oid, 'MEMBER') AS can_replicate,
+             current_setting('max_replication_slots')::int AS max_slots,
+             (SELECT count(*)::int FROM pg_replication_slots) AS used_slots,
+             current_setting('max_wal_senders')::int AS max_senders,
+             (SELECT count(*)::int FROM pg_stat_replication) AS used_senders,
+             current_setting('server_version_num')::int AS version
+        FROM (SELECT coalesce((SELECT oid FROM pg_roles WHERE rolname = 'rds_replication'), 0) AS oid) r`);
+  if (!s) throw new PreflightError('source: could not read server settings');
+  if (s.version < 140000) problems.push(`source: PostgreSQL ${Math.floor(s.version / 10000)} is not supported; pgferry needs PostgreSQL 14 or newer on the source`);
+  if (s.wal_level !== 'logical') {
+    problems.push(`source: wal_level is "${s.wal_level}"; run ALTER SYSTEM SET wal_level = logical and restart the source server`);
+  }
+  if (!s.can_replicate) problems.push(`source: role ${s.user} cannot replicate; run ALTER ROLE ${ident(s.user)} REPLICATION`);
+  if (!opts.slotExists && s.used_slots >= s.max_slots) {
+    problems.push(`source: all ${s.max_slots} replication slots are in use; raise max_replication_slots (restart needed) or drop an unused slot`);
+  }
+  if (s.used_senders >= s.max_senders) {
+    problems.push(`source: all ${s.max_senders} WAL senders are in use; raise max_wal_senders (restart needed)`);
+  }
+  if (tables.length === 0) problems.push('source: there are no tables to migrate (check --tables and the source database name)');
+
+  const oids = tables.map((t) => t.oid);
+  const { rows } = await client.query<{ oid: number; readable: boolean; bad_partitions: string[] }>(
+    `WITH leaves AS (
+       SELECT t.oid AS root, c.oid AS leaf, c.relreplident,
+              EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
+         FROM unnest($1::oid[]) AS t(oid)
+         JOIN LATERAL (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf
+                       UNION SELECT t.oid WHERE (SELECT relkind FROM pg_class WHERE oid = t.oid) = 'r') p ON true
+         JOIN pg_class c ON c.oid = p.relid)
+     SELECT r.oid::int8::int AS oid, has_table_privilege(r.oid, 'SELECT') AS readable,
+            ARRAY(SELECT l.leaf::regclass::text FROM leaves l WHERE l.root = r.oid
+                   AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions
+       FROM unnest($1::oid[]) AS r(oid)`,
+    [oids],
+  );
+  for (const t of tables) {
+    const r = rows.find((x) => Number(x.oid) === t.oid);
+    if (!r) continue;
+    if (!r.readable) problems.push(`source: role ${s.user} cannot read table ${tableKey(t)}; run GRANT SELECT ON ${qualified(t)} TO ${ident(s.user)}`);
+    for (const leaf of r.bad_partitions) {
+      problems.push(
+        `source: table ${leaf} has no primary key or replica identity, so its UPDATEs and DELETEs cannot replicate; ` +
+          `add a primary key, or run ALTER TABLE ${leaf} REPLICA IDENTITY FULL`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new PreflightError(problems.join('\n'));
+}

@@ -1,0 +1,105 @@
+import type pg from 'pg';
+import replication from 'pg-logical-replication';
+import type { Logger } from '../observability/logger.js';
+import { PgferryError, ErrorCodes } from '../errors.js';
+import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
+import { PgoutputDecoder, type PgoutputMessage } from '../protocol/pgoutput.js';
+import { encodeStandbyStatus } from '../protocol/standby-status.js';
+import { startReplicationSql } from './slot.js';
+
+const { LogicalReplicationService } = replication;
+
+/** What the stream delivers, in exactly the order the server sent it. */
+export type StreamEvent =
+  | { kind: 'message'; message: PgoutputMessage }
+  | { kind: 'keepalive'; walEnd: Lsn; replyRequested: boolean };
+
+/**
+ * The only place that talks to `pg-logical-replication`. It is configured so that it never
+ * acknowledges anything by itself (no auto-ack, no keepalive timer): the caller decides every
+ * confirmed position through {@link ReplicationStream.confirm}, and keepalives are handed to the
+ * caller in stream order, interleaved with the data, so "nothing in flight" can be judged exactly.
+ */
+export class ReplicationStream {
+  private readonly service: InstanceType<typeof LogicalReplicationService>;
+  private stopping = false;
+
+  constructor(
+    config: pg.ClientConfig,
+    private readonly slot: string,
+    private readonly publication: string,
+    private readonly log: Logger,
+  ) {
+    this.service = new LogicalReplicationService(config, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+  }
+
+  /**
+   * Streams from `startLsn` until {@link stop} (resolves) or a failure (rejects). `onEvent` is
+   * called synchronously for each event; a decode failure rejects the run instead of skipping data.
+   */
+  run(startLsn: Lsn, onEvent: (e: StreamEvent) => void): Promise<void> {
+    const decoder = new PgoutputDecoder(1);
+    let failure: unknown = null;
+    const plugin = {
+      name: 'pgoutput',
+      options: {},
+      start: (client: pg.Client, slotName: string, lsn: string) => client.query(startReplicationSql(slotName, this.publication, lsn)),
+      parse: (payload: Buffer) => {
+        if (failure) return;
+        try {
+          onEvent({ kind: 'message', message: decoder.decode(payload) });
+        } catch (err) {
+          failure = err;
+          void this.service.stop();
+        }
+      },
+    };
+    return new Promise<void>((resolve, reject) => {
+      this.service.removeAllListeners();
+      this.service.on('heartbeat', (lsn: string, _ts: number, replyRequested: boolean) => {
+        // The library's timestamp uses a wrong epoch; only walEnd and the reply flag are used.
+        if (!failure) onEvent({ kind: 'keepalive', walEnd: parseLsn(lsn), replyRequested });
+      });
+      this.service.on('error', (err: unknown) => {
+        failure ??= err;
+      });
+      this.log.info({ slot: this.slot, startLsn: formatLsn(startLsn) }, 'starting replication');
+      this.service
+        .subscribe(plugin as never, this.slot, formatLsn(startLsn))
+        .then(() => {
+          if (failure) reject(failure);
+          else if (this.stopping) resolve();
+          else reject(new PgferryError(ErrorCodes.CONNECTION, 'source: replication stream ended unexpectedly', { retryable: true }));
+        })
+        .catch((err: unknown) => (this.stopping && !failure ? resolve() : reject(failure ?? err)));
+    });
+  }
+
+  /**
+   * Reports `flush` as written, flushed and applied. Callers pass only positions whose changes
+   * are durably committed on the target (or hold nothing to apply): the server may then recycle
+   * the WAL before it and never resends a transaction that ends at or before it.
+   */
+  confirm(flush: Lsn, replyRequested = false): void {
+    const connection = (this.service as unknown as { _connection: { sendCopyFromChunk(b: Buffer): void } | null })._connection;
+    connection?.sendCopyFromChunk(encodeStandbyStatus({ write: flush, flush, apply: flush, nowMs: Date.now(), replyRequested }));
+  }
+
+  /** Stops reading from the socket (backpressure); the server buffers, nothing is lost. */
+  pause(): void {
+    this.socket()?.pause();
+  }
+
+  resume(): void {
+    this.socket()?.resume();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.service.stop();
+  }
+
+  private socket(): { pause(): void; resume(): void } | undefined {
+    return (this.service as unknown as { _connection: { stream?: { pause(): void; resume(): void } } | null })._connection?.stream;
+  }
+}

@@ -1,0 +1,94 @@
+import pg from 'pg';
+import { PgferryError, ErrorCodes, PreflightError } from '../errors.js';
+import { parseLsn, type Lsn } from '../protocol/lsn.js';
+import { ident, literal, qualified } from '../pg/connection.js';
+import type { SourceTable } from './catalog.js';
+
+/** What the source knows about pgferry's slot. */
+export interface SlotState {
+  active: boolean;
+  plugin: string;
+  database: string;
+  confirmedFlush: Lsn | null;
+  /** `lost` means the server removed WAL the slot needed: the migration cannot continue. */
+  walStatus: string | null;
+}
+
+/** Reads the slot's row from `pg_replication_slots`; null when there is no such slot. */
+export async function readSlot(client: pg.Client, slot: string): Promise<SlotState | null> {
+  const { rows: [r] } = await client.query<{ active: boolean; plugin: string; database: string; confirmed: string | null; wal_status: string | null }>(
+    `SELECT active, plugin, database, confirmed_flush_lsn::text AS confirmed, wal_status
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  if (!r) return null;
+  return { active: r.active, plugin: r.plugin, database: r.database, confirmedFlush: r.confirmed ? parseLsn(r.confirmed) : null, walStatus: r.wal_status };
+}
+
+/** Drops the slot. Refuses (with the remedy) when another process is streaming from it. */
+export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
+  const state = await readSlot(client, slot);
+  if (!state) return;
+  if (state.active) throw new PreflightError(`source: replication slot ${slot} is in use by another process (is another pgferry running?); stop it first`);
+  await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+}
+
+/**
+ * Makes the publication publish exactly `tables`, partitioned tables through their root
+ * (`publish_via_partition_root`), with every operation including TRUNCATE.
+ */
+export async function ensurePublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
+  const list = tables.map(qualified).join(', ');
+  const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
+  if (rowCount) await client.query(`DROP PUBLICATION ${ident(name)}`);
+  await client.query(`CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`);
+}
+
+/** Checks that an existing publication still publishes exactly `tables` (a resume must not change scope). */
+export async function checkPublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
+  const { rows } = await client.query<{ oid: number }>(
+    `SELECT pr.prrelid::int8::int AS oid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1`,
+    [name],
+  );
+  const published = new Set(rows.map((r) => Number(r.oid)));
+  const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
+  if (!rowCount) throw new PreflightError(`source: publication ${name} is gone but the migration is streaming; recreate it with the same tables or restart the migration from scratch (pgferry cleanup)`);
+  const wanted = new Set(tables.map((t) => t.oid));
+  if (published.size !== wanted.size || [...wanted].some((o) => !published.has(o))) {
+    throw new PreflightError(`source: publication ${name} publishes other tables than this run selects; use the same --tables as when the migration started`);
+  }
+}
+
+/** A slot just created with an exported snapshot; the snapshot lives until `release()`. */
+export interface ExportedSlot {
+  consistentPoint: Lsn;
+  snapshotName: string;
+  /** Closes the replication connection that keeps the snapshot importable. */
+  release(): Promise<void>;
+}
+
+/**
+ * Creates a logical slot for pgoutput over the replication protocol and exports its snapshot.
+ * Every transaction committed after `consistentPoint` will be in the slot and none before it, so a
+ * copy under `snapshotName` plus streaming from `consistentPoint` sees each change exactly once.
+ * The connection must stay open and idle until every copy worker has imported the snapshot.
+ */
+export async function createSlotWithSnapshot(config: pg.ClientConfig, slot: string): Promise<ExportedSlot> {
+  const client = new pg.Client({ ...config, replication: 'database' } as pg.ClientConfig);
+  client.on('error', () => {}); // surfaced by the copy workers' failure to import the snapshot
+  await client.connect();
+  try {
+    // The pre-15 syntax: every server from 14 to 18 accepts it.
+    const { rows: [r] } = await client.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`);
+    if (!r?.snapshot_name) throw new PgferryError(ErrorCodes.PROTOCOL, `source: CREATE_REPLICATION_SLOT returned no snapshot for slot ${slot}`);
+    return { consistentPoint: parseLsn(r.consistent_point), snapshotName: r.snapshot_name, release: () => client.end() };
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw err;
+  }
+}
+
+/** `START_REPLICATION` options for pgoutput (protocol 1: whole transactions, text values). */
+export function startReplicationSql(slot: string, publication: string, startLsn: string): string {
+  return `START_REPLICATION SLOT ${ident(slot)} LOGICAL ${startLsn} (proto_version '1', publication_names ${literal(ident(publication))})`;
+}
