@@ -9,8 +9,11 @@ export interface RelationPlan {
   types: string[];
   /** Index (into `columns`) of each replica identity key column; empty for REPLICA IDENTITY FULL. */
   keyIndexes: number[];
-  /** The target has a GENERATED ALWAYS identity column: inserts must say OVERRIDING SYSTEM VALUE. */
-  overridingSystemValue: boolean;
+  /**
+   * Indexes of GENERATED ALWAYS identity columns on the target: inserts must say OVERRIDING SYSTEM
+   * VALUE, and UPDATE cannot assign them (they are immutable at the source too, short of SET DEFAULT).
+   */
+  alwaysIdentity: number[];
 }
 
 /** An SQL text with the tuple positions its $n parameters take their values from. */
@@ -23,7 +26,7 @@ export interface Statement {
 export function insertStatement(plan: RelationPlan, present: number[]): Statement {
   const cols = present.map((i) => ident(plan.columns[i]!)).join(', ');
   const values = present.map((_, n) => `$${n + 1}`).join(', ');
-  const overriding = plan.overridingSystemValue ? ' OVERRIDING SYSTEM VALUE' : '';
+  const overriding = plan.alwaysIdentity.length > 0 ? ' OVERRIDING SYSTEM VALUE' : '';
   return { sql: `INSERT INTO ${qualified(plan.table)} (${cols})${overriding} VALUES (${values})`, params: present };
 }
 
@@ -31,12 +34,16 @@ export function insertStatement(plan: RelationPlan, present: number[]): Statemen
  * `UPDATE` setting the `set` columns of the new tuple, on the row matched by `match`:
  * by key columns (`=`, index-backed), or when `full` on every listed old column compared through
  * the target's text form (any type, equality operator or not), touching exactly one row.
+ * `guard` columns are not assigned but must already hold the new tuple's value: if they do not,
+ * no row matches and the caller reports a divergence instead of losing the change.
  */
-export function updateStatement(plan: RelationPlan, set: number[], match: number[], full: boolean): Statement {
+export function updateStatement(plan: RelationPlan, set: number[], match: number[], full: boolean, guard: number[] = []): Statement {
   const assignments = set.map((i, n) => `${ident(plan.columns[i]!)} = $${n + 1}`).join(', ');
+  const offset = set.length + match.length;
+  const guards = guard.map((i, n) => ` AND t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join('');
   return {
-    sql: `UPDATE ${qualified(plan.table)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}`,
-    params: [...set, ...match.map((i) => -1 - i)],
+    sql: `UPDATE ${qualified(plan.table)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}${guards}`,
+    params: [...set, ...match.map((i) => -1 - i), ...guard],
   };
 }
 

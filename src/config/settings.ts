@@ -57,7 +57,7 @@ const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export function loadSettings(flags: RawSettings & { config?: string }, env: NodeJS.ProcessEnv = process.env): Settings {
   const problems: string[] = [];
   const configPath = flags.config ?? env['PGFERRY_CONFIG'];
-  const file = configPath ? readConfigFile(configPath) : {};
+  const file = configPath ? readConfigFile(flags.config !== undefined ? '--config' : 'PGFERRY_CONFIG', configPath) : {};
   const raw: RawSettings = {};
   const origin: Record<string, string> = {};
   for (const s of SETTINGS) {
@@ -100,7 +100,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const [targetUrl, target] = url('target');
 
   const portText = str('httpPort');
-  const httpPort = portText === undefined ? DEFAULTS.httpPort : Number(portText);
+  const httpPort = portText === undefined ? DEFAULTS.httpPort : /^\d+$/.test(portText) ? Number(portText) : NaN;
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) problems.push(`${where('httpPort')}: "${portText}" is not a TCP port (0-65535)`);
 
   const name = (key: 'slot' | 'publication'): string => {
@@ -128,37 +128,40 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const logLevel = str('logLevel') ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`${where('logLevel')}: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
 
+  const httpHost = str('httpHost') ?? DEFAULTS.httpHost;
+  const apiToken = str('apiToken') || undefined;
+
   if (problems.length > 0 || !source || !target) throw new ConfigError(problems.join('\n'));
   return {
     sourceUrl,
     targetUrl,
     source,
     target,
-    httpHost: str('httpHost') ?? DEFAULTS.httpHost,
+    httpHost,
     httpPort,
     slot,
     publication,
     tables,
-    apiToken: str('apiToken') || undefined,
+    apiToken,
     logLevel,
   };
 }
 
-function readConfigFile(path: string): Record<string, unknown> {
+function readConfigFile(from: string, path: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new ConfigError(`--config: cannot read ${path}; check the path`);
+    throw new ConfigError(`${from}: cannot read ${path}; check the path`);
   }
   let doc: unknown;
   try {
     doc = parseYaml(text); // YAML is a superset of JSON: both formats load here
   } catch (err) {
-    throw new ConfigError(`--config: ${path} is not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`);
+    throw new ConfigError(`${from}: ${path} is not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`--config: ${path} must hold a mapping of settings`);
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${from}: ${path} must hold a mapping of settings`);
   return doc as Record<string, unknown>;
 }
 
@@ -212,6 +215,7 @@ export function parseTableName(text: string): TableName {
     if (i < s.length) {
       if (s[i] !== '.') throw new Error(`unexpected character after quoted name in ${text}`);
       i++;
+      if (i >= s.length) throw new Error(`empty name in table name ${text}`);
     }
   }
   if (parts.length === 1) return { schema: 'public', name: parts[0]! };

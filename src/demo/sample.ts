@@ -78,6 +78,7 @@ export async function writeSampleTransaction(client: pg.Client, n: number): Prom
  */
 export async function fingerprint(client: pg.Client, tables: string[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
+  await client.query(`SET TimeZone = 'UTC'; SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3`);
   for (const t of tables) {
     const { rows: [r] } = await client.query<{ n: string; h: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS h FROM ${t} x`);
     out[t] = `${r!.n} rows ${r!.h ?? ''}`;

@@ -1,0 +1,68 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { FIXTURE_SCHEMA, FIXTURE_TABLES, TARGET_EXTRAS, bigTransaction, seedFixture, startWriter } from '../support/fixture.js';
+import { currentWal, startInProcess, waitForIdentical } from '../support/pgferry.js';
+
+describe('live migration from PostgreSQL 14 to 18', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('migrate');
+    await db.source.query(FIXTURE_SCHEMA);
+    await db.target.query(FIXTURE_SCHEMA + TARGET_EXTRAS);
+    await seedFixture(db.source, 3_000);
+  });
+
+  afterAll(async () => {
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('copies under the snapshot and streams every change, with writers busy throughout', async () => {
+    const writer = startWriter(async () => {
+      const c = new pg.Client({ connectionString: db.sourceUrl });
+      await c.connect();
+      return c;
+    });
+    try {
+      app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl });
+      const status = async (): Promise<Record<string, any>> => (await app!.http.inject({ method: 'GET', url: '/status' })).json();
+      await waitFor(async () => (await status())['phase'] === 'streaming', 'phase streaming');
+      const copied = (await status())['tables'] as Record<string, { state: string; rowsCopied: number }>;
+      expect(copied['public.kv']).toMatchObject({ state: 'copied' });
+      expect(copied['public.kv']!.rowsCopied).toBeGreaterThanOrEqual(3_001);
+      expect(copied['My Schema.Order Items']!.rowsCopied).toBeGreaterThanOrEqual(3_000);
+
+      await bigTransaction(db.source, 1, 100_000); // one source transaction of 100,000 rows
+      await waitFor(async () => Number((await status())['transactionsApplied']) > 20, 'streamed transactions');
+    } finally {
+      const written = await writer.stop();
+      expect(written).toBeGreaterThan(20);
+    }
+
+    const prints = await waitForIdentical(db.source, db.target, FIXTURE_TABLES);
+    expect(prints['bulk']).toMatch(/^100000 rows/);
+    // The target trigger that sets small = -1 never fired during apply.
+    expect((await db.target.query(`SELECT count(*)::int AS n FROM kv WHERE small = -1`)).rows[0].n).toBe(0);
+    // Byte-exact values: microseconds, NaN, -0, json whitespace and duplicate keys.
+    const row = (await db.target.query(`SELECT ts::text, tsx::text, n::text, f::text, j::text, iv::text FROM kv WHERE id = 0`)).rows[0];
+    const src = (await db.source.query(`SELECT ts::text, tsx::text, n::text, f::text, j::text, iv::text FROM kv WHERE id = 0`)).rows[0];
+    expect(row).toEqual(src);
+    expect(row.j).toBe('{ "b" : 1,  "a":2, "a": 3 }');
+    expect(row.n).toBe('NaN');
+
+    // Caught up: lag returns to 0 and the slot's confirmed position reaches the source's WAL position.
+    const wal = await currentWal(db.source);
+    await waitFor(async () => {
+      const s = (await app!.http.inject({ method: 'GET', url: '/status' })).json();
+      return s.lagBytes === 0 && s.phase === 'streaming';
+    }, 'lag back to 0');
+    const { rows: [slot] } = await db.source.query(`SELECT (confirmed_flush_lsn - '0/0')::text AS c FROM pg_replication_slots WHERE slot_name = 'pgferry'`);
+    expect(BigInt(slot.c)).toBeGreaterThanOrEqual(wal - 10_000n);
+    const health = await app!.http.inject({ method: 'GET', url: '/healthz' });
+    expect(health.statusCode).toBe(200);
+  });
+});

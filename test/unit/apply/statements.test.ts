@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { deleteStatement, insertStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
+
+/** Mixed case, spaces and embedded double quotes everywhere a name appears. */
+const plan: RelationPlan = {
+  table: { schema: 'My Schema', name: 'Or"ders' },
+  columns: ['Id', 'first name', 'x"y'],
+  types: ['integer', 'text', 'jsonb'],
+  keyIndexes: [0],
+  overridingSystemValue: false,
+};
+const TABLE = '"My Schema"."Or""ders"';
+
+/**
+ * Resolves a statement's parameters the way the applier does (non-negative: new tuple index,
+ * negative: -1 - old tuple index) and checks that $1..$n are exactly the parameters used.
+ */
+function bind(stmt: Statement, newTuple: string[], oldTuple: string[]): string[] {
+  const used = new Set([...stmt.sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+  expect([...used].sort((a, b) => a - b)).toEqual(stmt.params.map((_, n) => n + 1));
+  return stmt.params.map((p) => (p >= 0 ? newTuple[p]! : oldTuple[-1 - p]!));
+}
+
+describe('insertStatement', () => {
+  it('inserts the present columns, quoting every name', () => {
+    const stmt = insertStatement(plan, [0, 1, 2]);
+    expect(stmt.sql).toBe(`INSERT INTO ${TABLE} ("Id", "first name", "x""y") VALUES ($1, $2, $3)`);
+    expect(stmt.params).toEqual([0, 1, 2]);
+  });
+
+  it('leaves out columns that are not present and takes values from the new tuple', () => {
+    const stmt = insertStatement(plan, [0, 2]);
+    expect(stmt.sql).toBe(`INSERT INTO ${TABLE} ("Id", "x""y") VALUES ($1, $2)`);
+    expect(bind(stmt, ['1', 'n', '{}'], [])).toEqual(['1', '{}']);
+  });
+
+  it('says OVERRIDING SYSTEM VALUE only when the plan asks for it', () => {
+    expect(insertStatement(plan, [0]).sql).not.toContain('OVERRIDING');
+    const stmt = insertStatement({ ...plan, overridingSystemValue: true }, [0, 1]);
+    expect(stmt.sql).toBe(`INSERT INTO ${TABLE} ("Id", "first name") OVERRIDING SYSTEM VALUE VALUES ($1, $2)`);
+  });
+
+  it('quotes lower-case names too, so keywords are safe', () => {
+    const stmt = insertStatement({ ...plan, table: { schema: 'public', name: 'order' }, columns: ['select'] }, [0]);
+    expect(stmt.sql).toBe('INSERT INTO "public"."order" ("select") VALUES ($1)');
+  });
+});
+
+describe('updateStatement by key', () => {
+  it('numbers the SET parameters first, then the key parameters from the old tuple', () => {
+    const stmt = updateStatement(plan, [1, 2], [0], false);
+    expect(stmt.sql).toBe(`UPDATE ${TABLE} AS t SET "first name" = $1, "x""y" = $2 WHERE t."Id" = $3`);
+    expect(stmt.params).toEqual([1, 2, -1]);
+    expect(bind(stmt, ['7', 'new name', '{"a":1}'], ['6', 'old name', '{}'])).toEqual(['new name', '{"a":1}', '6']);
+  });
+
+  it('matches a changed key by its old value while setting the new one', () => {
+    const stmt = updateStatement(plan, [0, 1], [0], false);
+    expect(stmt.sql).toBe(`UPDATE ${TABLE} AS t SET "Id" = $1, "first name" = $2 WHERE t."Id" = $3`);
+    expect(bind(stmt, ['2', 'n', '{}'], ['1', 'n', '{}'])).toEqual(['2', 'n', '1']);
+  });
+
+  it('joins a multi-column key with AND', () => {
+    const stmt = updateStatement({ ...plan, keyIndexes: [0, 2] }, [1], [0, 2], false);
+    expect(stmt.sql).toBe(`UPDATE ${TABLE} AS t SET "first name" = $1 WHERE t."Id" = $2 AND t."x""y" = $3`);
+    expect(stmt.params).toEqual([1, -1, -3]);
+  });
+});
+
+describe('deleteStatement by key', () => {
+  it('matches the key from the old tuple, numbering from $1', () => {
+    const stmt = deleteStatement(plan, [0], false);
+    expect(stmt.sql).toBe(`DELETE FROM ${TABLE} AS t WHERE t."Id" = $1`);
+    expect(stmt.params).toEqual([-1]);
+    expect(bind(stmt, [], ['42', 'x', '{}'])).toEqual(['42']);
+  });
+});
+
+describe('full replica identity', () => {
+  const pinOne = (cond: string): string =>
+    `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} LIMIT 1)`;
+  const all =
+    'm."Id"::text IS NOT DISTINCT FROM ($2::integer)::text AND ' +
+    'm."first name"::text IS NOT DISTINCT FROM ($3::text)::text AND ' +
+    'm."x""y"::text IS NOT DISTINCT FROM ($4::jsonb)::text';
+
+  it('updates exactly one row matched on the text form of every old column', () => {
+    const stmt = updateStatement(plan, [1], [0, 1, 2], true);
+    expect(stmt.sql).toBe(`UPDATE ${TABLE} AS t SET "first name" = $1 ${pinOne(all)}`);
+    expect(stmt.params).toEqual([1, -1, -2, -3]);
+    expect(bind(stmt, ['1', 'new', '{}'], ['1', 'old', '{ }'])).toEqual(['new', '1', 'old', '{ }']);
+  });
+
+  it('deletes exactly one row, numbering from $1', () => {
+    const stmt = deleteStatement(plan, [0, 2], true);
+    expect(stmt.sql).toBe(
+      `DELETE FROM ${TABLE} AS t ${pinOne('m."Id"::text IS NOT DISTINCT FROM ($1::integer)::text AND m."x""y"::text IS NOT DISTINCT FROM ($2::jsonb)::text')}`,
+    );
+    expect(stmt.params).toEqual([-1, -3]);
+  });
+
+  it('matches any one row when no column can be compared', () => {
+    const del = deleteStatement(plan, [], true);
+    expect(del.sql).toBe(`DELETE FROM ${TABLE} AS t ${pinOne('true')}`);
+    expect(del.params).toEqual([]);
+    const upd = updateStatement(plan, [2], [], true);
+    expect(upd.sql).toBe(`UPDATE ${TABLE} AS t SET "x""y" = $1 ${pinOne('true')}`);
+    expect(upd.params).toEqual([2]);
+  });
+});
