@@ -106,8 +106,7 @@ export class Migration {
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
         if (existing.walStatus === 'lost') throw new PreflightError(`source: replication slot ${slot} was invalidated (the source removed WAL it needed; see max_slot_wal_keep_size); start over with pgferry cleanup, then pgferry start`);
-        await preflightSource(source, this.tables, { slotExists: true });
-        await preflightTarget(target, this.tables, { mustBeEmpty: false });
+        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
         this.log.info({ slot, appliedLsn: state.appliedLsn === null ? null : formatLsn(state.appliedLsn) }, 'resuming streaming');
@@ -116,8 +115,7 @@ export class Migration {
       if (!state && existing) {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
-      await preflightSource(source, this.tables, { slotExists: Boolean(existing) });
-      await preflightTarget(target, this.tables, { mustBeEmpty: !state });
+      await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       await beginSnapshotPhase(target, slot, this.tables);
@@ -288,6 +286,15 @@ export class Migration {
       };
     });
   }
+}
+
+/** Runs both preflights and reports the problems of both sides in one error. */
+async function allOf(...checks: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(checks);
+  const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (failures.length === 0) return;
+  if (failures.every((f) => f instanceof PreflightError)) throw new PreflightError(failures.map((f) => (f as Error).message).join('\n'));
+  throw failures[0];
 }
 
 function withOptions(config: pg.ClientConfig): pg.ClientConfig {

@@ -46,7 +46,7 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
                        UNION SELECT t.oid WHERE (SELECT relkind FROM pg_class WHERE oid = t.oid) = 'r') p ON true
          JOIN pg_class c ON c.oid = p.relid)
      SELECT r.oid::int8::int AS oid, has_table_privilege(r.oid, 'SELECT') AS readable,
-            ARRAY(SELECT l.leaf::regclass::text FROM leaves l WHERE l.root = r.oid
+            ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
                    AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions
        FROM unnest($1::oid[]) AS r(oid)`,
     [oids],

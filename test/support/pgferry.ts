@@ -63,3 +63,8 @@ export async function currentWal(source: pg.Client): Promise<bigint> {
   const { rows: [r] } = await source.query<{ lsn: string }>(`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`);
   return BigInt(r!.lsn);
 }
+
+/** Waits a random time up to `maxMs`: the moment a fault is injected, never used to synchronise. */
+export function randomMoment(random: () => number, minMs: number, maxMs: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, minMs + random() * (maxMs - minMs)));
+}

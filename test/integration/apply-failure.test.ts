@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { confirmedFlush, currentWal, startInProcess, waitForIdentical } from '../support/pgferry.js';
+
+describe('apply failures and an idle or unrelated source', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('failure');
+    const ddl = `CREATE TABLE items (id int PRIMARY KEY, v text); CREATE TABLE other (id serial PRIMARY KEY, v text);`;
+    await db.source.query(ddl);
+    await db.target.query(ddl);
+    await db.source.query(`INSERT INTO items SELECT g, 'v' FROM generate_series(1, 100) g`);
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, tables: 'items', slot: 'fail_slot', publication: 'fail_pub' });
+    await waitFor(() => app!.status.phase === 'streaming' && app!.status.confirmedLsn !== null, 'streaming');
+  });
+
+  afterAll(async () => {
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('advances the slot while the source writes only to unpublished tables', async () => {
+    for (let i = 0; i < 50; i++) await db.source.query(`INSERT INTO other (v) VALUES ('noise')`);
+    const wal = await currentWal(db.source);
+    await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= wal, 'slot to confirm past unrelated writes');
+    expect((await db.target.query(`SELECT count(*)::int AS n FROM other`)).rows[0].n).toBe(0);
+  });
+
+  it('stops on a target that diverged, confirms nothing past it, and resumes once fixed', async () => {
+    await db.target.query(`ALTER TABLE items RENAME TO items_away`);
+    const confirmedBefore = await confirmedFlush(db.source, 'fail_slot');
+    await db.source.query(`UPDATE items SET v = 'changed' WHERE id <= 10`);
+    const walAfterChange = await currentWal(db.source);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toContain('public.items');
+    const status = (await app!.http.inject({ method: 'GET', url: '/status' })).json();
+    expect(status.phase).toBe('failed');
+    // Keepalives keep arriving, yet nothing past the failed transaction is confirmed.
+    const confirmedDuring = await confirmedFlush(db.source, 'fail_slot');
+    expect(confirmedDuring).toBe(confirmedBefore);
+    expect(confirmedDuring!).toBeLessThan(walAfterChange);
+
+    await db.target.query(`ALTER TABLE items_away RENAME TO items`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
+    await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= walAfterChange, 'confirmed after recovery');
+  });
+});
