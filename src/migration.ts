@@ -14,8 +14,8 @@ import { preflightTarget } from './apply/preflight.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration } from './apply/state-store.js';
 import type { MigrationStatus } from './status.js';
 
-/** Session settings that make every value's text form unambiguous on both sides. */
-const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex';
+/** Session settings: every value's text form unambiguous on both sides; commits durable before they are confirmed. */
+const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c synchronous_commit=on';
 /** Stop reading the stream when this many events wait, resume below the low mark: bounded memory. */
 const QUEUE_HIGH = 10_000;
 const QUEUE_LOW = 1_000;

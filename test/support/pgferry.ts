@@ -58,9 +58,9 @@ export async function confirmedFlush(source: pg.Client, slot: string): Promise<b
   return r?.lsn ? BigInt(r.lsn) : null;
 }
 
-/** The source's current WAL position as a bigint. */
+/** The source's current WAL insert position as a bigint (past every commit made so far, flushed or not). */
 export async function currentWal(source: pg.Client): Promise<bigint> {
-  const { rows: [r] } = await source.query<{ lsn: string }>(`SELECT (pg_current_wal_lsn() - '0/0')::text AS lsn`);
+  const { rows: [r] } = await source.query<{ lsn: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS lsn`);
   return BigInt(r!.lsn);
 }
 

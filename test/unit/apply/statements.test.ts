@@ -7,7 +7,7 @@ const plan: RelationPlan = {
   columns: ['Id', 'first name', 'x"y'],
   types: ['integer', 'text', 'jsonb'],
   keyIndexes: [0],
-  overridingSystemValue: false,
+  alwaysIdentity: [],
 };
 const TABLE = '"My Schema"."Or""ders"';
 
@@ -36,7 +36,7 @@ describe('insertStatement', () => {
 
   it('says OVERRIDING SYSTEM VALUE only when the plan asks for it', () => {
     expect(insertStatement(plan, [0]).sql).not.toContain('OVERRIDING');
-    const stmt = insertStatement({ ...plan, overridingSystemValue: true }, [0, 1]);
+    const stmt = insertStatement({ ...plan, alwaysIdentity: [0] }, [0, 1]);
     expect(stmt.sql).toBe(`INSERT INTO ${TABLE} ("Id", "first name") OVERRIDING SYSTEM VALUE VALUES ($1, $2)`);
   });
 
