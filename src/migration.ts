@@ -11,7 +11,7 @@ import { ReplicationStream, type StreamEvent } from './source/replication-stream
 import { copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
-import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration } from './apply/state-store.js';
+import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
 import type { MigrationStatus } from './status.js';
 
 /** Session settings: every value's text form unambiguous on both sides; commits durable before they are confirmed. */
@@ -34,6 +34,7 @@ const STATUS_INTERVAL_MS = 5_000;
  */
 export class Migration {
   private stopping = false;
+  private readonly aborted = new AbortController();
   private stream: ReplicationStream | null = null;
   private wake: (() => void) | null = null;
   private monitor: NodeJS.Timeout | null = null;
@@ -48,7 +49,13 @@ export class Migration {
 
   /** Runs until {@link stop}. Rejects only for problems a retry cannot fix (preflight, lost slot). */
   async run(): Promise<void> {
-    await this.prepare();
+    try {
+      await this.prepare();
+    } catch (err) {
+      if (this.stopping) return; // stopped mid-copy: the next start redoes it
+      throw err;
+    }
+    if (this.stopping) return;
     this.startMonitor();
     let delay = 1_000;
     while (!this.stopping) {
@@ -72,6 +79,7 @@ export class Migration {
   /** Stops streaming; the transaction in flight is rolled back (it was never confirmed). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.aborted.abort();
     if (this.monitor) clearInterval(this.monitor);
     this.wake?.();
     await this.stream?.stop().catch(() => {});
@@ -109,6 +117,7 @@ export class Migration {
         await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
+        for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
         this.log.info({ slot, appliedLsn: state.appliedLsn === null ? null : formatLsn(state.appliedLsn) }, 'resuming streaming');
         return;
       }
@@ -128,7 +137,7 @@ export class Migration {
       const exported = await createSlotWithSnapshot(this.source(), slot);
       this.log.info({ slot, consistentPoint: formatLsn(exported.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
       try {
-        await copyTables({ source: this.source(), target: this.target(), snapshotName: exported.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log });
+        await copyTables({ source: this.source(), target: this.target(), snapshotName: exported.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
       } finally {
         await exported.release().catch(() => {});
       }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
 import type { TableName } from '../pg/connection.js';
+import { ErrorCodes, PgferryError } from '../errors.js';
 
 /**
  * pgferry's own state lives in the target, in schema `pgferry`, keyed by slot name, so that it
@@ -67,6 +68,15 @@ export async function beginSnapshotPhase(client: pg.Client, slot: string, tables
   }
 }
 
+/** The tables of this slot's initial copy, with the rows each copied. */
+export async function readTableCopies(client: pg.Client, slot: string): Promise<(TableName & { rows: number })[]> {
+  const { rows } = await client.query<{ schema: string; name: string; rows: string }>(
+    'SELECT schema_name AS schema, table_name AS name, rows_copied AS rows FROM pgferry.table_copy WHERE slot = $1 ORDER BY 1, 2',
+    [slot],
+  );
+  return rows.map((r) => ({ schema: r.schema, name: r.name, rows: Number(r.rows) }));
+}
+
 /** Marks one table copied; call inside the transaction that holds its COPY. */
 export async function markTableCopied(client: pg.Client, slot: string, t: TableName, rows: number): Promise<void> {
   await client.query(
@@ -85,10 +95,11 @@ export async function beginStreamingPhase(client: pg.Client, slot: string, consi
  * `endLsn`, so progress and data commit (or vanish) together. Never moves backwards.
  */
 export async function saveAppliedLsn(client: pg.Client, slot: string, endLsn: Lsn): Promise<void> {
-  await client.query(
+  const { rowCount } = await client.query(
     `UPDATE pgferry.migration SET applied_lsn = greatest(applied_lsn, $2::pg_lsn), updated_at = now() WHERE slot = $1`,
     [slot, formatLsn(endLsn)],
   );
+  if (rowCount !== 1) throw new PgferryError(ErrorCodes.STATE, `target: pgferry's progress row for slot ${slot} is gone (was pgferry.migration emptied?); start over with pgferry cleanup, then pgferry start`);
 }
 
 /** Drops this slot's state (used by cleanup and by tests). */

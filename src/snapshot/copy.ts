@@ -37,6 +37,12 @@ export async function copyTables(opts: {
   target.on('error', () => {});
   await source.connect();
   await target.connect();
+  // Stopping mid-copy closes both connections: the table in flight rolls back, the next start redoes the copy.
+  const abort = (): void => {
+    void source.end().catch(() => {});
+    void target.end().catch(() => {});
+  };
+  opts.signal?.addEventListener('abort', abort, { once: true });
   try {
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
@@ -47,6 +53,7 @@ export async function copyTables(opts: {
     }
     await source.query('COMMIT');
   } finally {
+    opts.signal?.removeEventListener('abort', abort);
     await source.end().catch(() => {});
     await target.end().catch(() => {});
   }

@@ -48,4 +48,16 @@ describe('apply failures and an idle or unrelated source', () => {
     await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
     await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= walAfterChange, 'confirmed after recovery');
   });
+
+  it('reconnects when either connection is terminated, without losing or repeating a change', async () => {
+    const { rows: [slot] } = await db.source.query(`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'fail_slot'`);
+    await db.source.query(`SELECT pg_terminate_backend($1)`, [slot.active_pid]);
+    await db.source.query(`INSERT INTO items SELECT g, 'after source drop' FROM generate_series(1001, 1100) g`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await db.target.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgferry'`);
+    await db.source.query(`UPDATE items SET v = 'after target drop' WHERE id > 1050`);
+    await db.source.query(`DELETE FROM items WHERE id BETWEEN 1001 AND 1010`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'fail_slot' AND active`)).rowCount === 1, 'streaming again');
+  });
 });
