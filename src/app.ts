@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Settings } from './config/settings.js';
+import { ConfigError, describeError } from './errors.js';
 import { buildHttpApp } from './http/server.js';
 import { Migration } from './migration.js';
 import type { Logger } from './observability/logger.js';
@@ -22,7 +23,14 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
   const status = new MigrationStatus();
   const migration = new Migration(settings, status, log.child({ component: 'migration' }));
   const http = buildHttpApp(status);
-  const url = await http.listen({ host: settings.httpHost, port: settings.httpPort });
+  let url: string;
+  try {
+    url = await http.listen({ host: settings.httpHost, port: settings.httpPort });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === 'EADDRINUSE' ? 'is in use' : code === 'EADDRNOTAVAIL' ? 'is not an address of this host' : `cannot be used (${describeError(err)})`;
+    throw new ConfigError(`--http-host/--http-port: ${settings.httpHost}:${settings.httpPort} ${why}; choose another with --http-port or PGFERRY_HTTP_PORT`);
+  }
   log.info({ source: describeServer(settings.source), target: describeServer(settings.target), status: `${url}/status` }, 'pgferry started');
   const done = migration.run().catch((err: unknown) => {
     status.phase = 'failed';

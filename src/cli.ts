@@ -55,6 +55,20 @@ program
   });
 
 program
+  .command('cleanup')
+  .description("drop pgferry's slot and publication on the source and its progress on the target (safe to run twice)")
+  .option('--source <url>', 'source database URL (env PGFERRY_SOURCE_URL)')
+  .option('--target <url>', 'target database URL (env PGFERRY_TARGET_URL)')
+  .option('--config <file>', 'YAML or JSON settings file (env PGFERRY_CONFIG)')
+  .option('--slot <name>', 'replication slot (env PGFERRY_SLOT, default pgferry)')
+  .option('--publication <name>', 'publication (env PGFERRY_PUBLICATION, default pgferry)')
+  .action(async (flags: RawSettings & { config?: string }) => {
+    const { cleanup } = await import('./cleanup.js');
+    const done = await cleanup(loadSettings(flags));
+    process.stdout.write(done.length > 0 ? done.map((l) => `${l}\n`).join('') : 'nothing to clean up\n');
+  });
+
+program
   .command('demo')
   .description('start embedded PostgreSQL 14 (source) and 18 (target) servers with sample data and a live workload, and migrate it')
   .option('--http-port <n>', 'HTTP API port', '8484')

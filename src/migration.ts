@@ -6,7 +6,7 @@ import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
 import { qualified, tableKey } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
-import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot } from './source/slot.js';
+import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
@@ -165,8 +165,10 @@ export class Migration {
       const state = await readMigration(target, this.settings.slot);
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
+      // The slot may already be confirmed past `applied` (idle positions are not stored): never report less.
+      const slot = await this.checkSlot();
+      let confirmable: Lsn = maxLsn(applied, slot.confirmedFlush ?? applied);
       if (this.status.phase !== 'failed') this.status.phase = 'streaming';
-      let confirmable: Lsn = applied;
       let lastSent = 0;
       this.status.appliedLsn = applied;
       const confirm = (force: boolean): void => {
@@ -254,6 +256,20 @@ export class Migration {
       await stream.stop().catch(() => {});
       await applier.rollback().catch(() => {});
       await target.end().catch(() => {});
+    }
+  }
+
+  /** Reads the slot on a short-lived connection; a missing or invalidated slot is fatal (a retry cannot help). */
+  private async checkSlot(): Promise<SlotState> {
+    const { slot } = this.settings;
+    const source = await connect(this.source(), 'source');
+    try {
+      const state = await readSlot(source, slot);
+      if (!state) throw new PreflightError(`source: replication slot ${slot} has disappeared, so changes since the last confirmed position are lost; start over with pgferry cleanup, then pgferry start`);
+      if (state.walStatus === 'lost') throw new PreflightError(`source: replication slot ${slot} was invalidated (the source removed WAL it needed; see max_slot_wal_keep_size); start over with pgferry cleanup, then pgferry start`);
+      return state;
+    } finally {
+      await source.end().catch(() => {});
     }
   }
 

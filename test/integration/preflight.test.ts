@@ -1,18 +1,23 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabases, type TestDatabases } from '../support/databases.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { startInProcess } from '../support/pgferry.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
 /** Runs `pgferry start` to completion (it fails at preflight, so it exits by itself). */
-function start(args: string[]): { code: number | null; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, 'start', '--http-port', '0', ...args], {
+function start(args: string[]): { code: number | null; stderr: string; stdout: string } {
+  return cli(['start', '--http-port', '0', ...args]);
+}
+
+function cli(args: string[]): { code: number | null; stderr: string; stdout: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
     env: { PATH: process.env['PATH'] ?? '', PGFERRY_LOG_LEVEL: 'silent' },
     encoding: 'utf8',
     timeout: 60_000,
   });
-  return { code: r.status, stderr: r.stderr };
+  return { code: r.status, stderr: r.stderr, stdout: r.stdout };
 }
 
 describe('preflight refuses what cannot migrate safely, with the remedy', () => {
@@ -55,5 +60,27 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('source: cannot connect to 127.0.0.1:1/nope');
     expect(r.stderr).not.toContain('s3cret');
+  });
+
+  it('cleanup removes the slot, the publication and the progress, and is safe to run twice', async () => {
+    await db.target.query(`TRUNCATE filled`);
+    await db.target.query(`CREATE TABLE only_source (id int PRIMARY KEY)`);
+    const app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, tables: 'keyed,filled', slot: 'tidy', publication: 'tidy_pub' });
+    try {
+      await waitFor(() => app.status.phase === 'streaming', 'streaming');
+    } finally {
+      await app.stop();
+    }
+    const args = ['cleanup', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', 'tidy', '--publication', 'tidy_pub'];
+    const first = cli(args);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('dropped replication slot tidy');
+    expect(first.stdout).toContain('dropped publication tidy_pub');
+    expect(first.stdout).toContain('dropped schema pgferry');
+    expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tidy'`)).rowCount).toBe(0);
+    const second = cli(args);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toBe('nothing to clean up\n');
   });
 });

@@ -1,0 +1,50 @@
+import pg from 'pg';
+import type { Settings } from './config/settings.js';
+import { PgferryError, ErrorCodes, describeError } from './errors.js';
+import { ident } from './pg/connection.js';
+import { dropSlot } from './source/slot.js';
+import { deleteMigration } from './apply/state-store.js';
+
+/**
+ * Removes what pgferry created for one migration: the slot and the publication on the source, the
+ * progress rows on the target (and the `pgferry` schema once no migration is left). Safe to run
+ * twice. Refuses while a pgferry process is streaming from the slot.
+ */
+export async function cleanup(settings: Settings): Promise<string[]> {
+  const done: string[] = [];
+  const source = new pg.Client(settings.source);
+  const target = new pg.Client(settings.target);
+  for (const [side, c] of [['source', source], ['target', target]] as const) {
+    c.on('error', () => {});
+    try {
+      await c.connect();
+    } catch (err) {
+      throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect (${describeError(err)})`);
+    }
+  }
+  try {
+    const slot = await source.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [settings.slot]);
+    if (slot.rowCount) {
+      await dropSlot(source, settings.slot);
+      done.push(`source: dropped replication slot ${settings.slot}`);
+    }
+    const publication = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [settings.publication]);
+    if (publication.rowCount) {
+      await source.query(`DROP PUBLICATION ${ident(settings.publication)}`);
+      done.push(`source: dropped publication ${settings.publication}`);
+    }
+    const hasState = (await target.query(`SELECT to_regclass('pgferry.migration') IS NOT NULL AS ok`)).rows[0]?.ok === true;
+    if (hasState) {
+      await deleteMigration(target, settings.slot);
+      const { rows: [r] } = await target.query<{ n: number }>('SELECT count(*)::int AS n FROM pgferry.migration');
+      if (r?.n === 0) {
+        await target.query('DROP SCHEMA pgferry CASCADE');
+        done.push('target: dropped schema pgferry');
+      } else done.push(`target: removed the progress of slot ${settings.slot}`);
+    }
+  } finally {
+    await source.end().catch(() => {});
+    await target.end().catch(() => {});
+  }
+  return done;
+}
