@@ -14,11 +14,15 @@ import { preflightTarget } from './apply/preflight.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
 import type { MigrationStatus } from './status.js';
 
-/** Session settings: every value's text form unambiguous on both sides; commits durable before they are confirmed. */
-const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c synchronous_commit=on';
-/** Stop reading the stream when this many events wait, resume below the low mark: bounded memory. */
+/**
+ * Session settings on both sides: every value's text form unambiguous (dates, intervals, floats,
+ * bytea, money); row security raises an error instead of silently filtering rows out of the copy or
+ * the apply; commits durable before they are confirmed.
+ */
+const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c row_security=off -c synchronous_commit=on';
+/** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
-const QUEUE_LOW = 1_000;
+const QUEUE_HIGH_BYTES = 64 * 1024 * 1024;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
 
@@ -178,9 +182,11 @@ export class Migration {
         this.status.confirmedLsn = confirmable;
       };
 
+      let queuedBytes = 0;
       const running = stream.run(applied, (e) => {
         queue.push(e);
-        if (!paused && queue.length >= QUEUE_HIGH) {
+        queuedBytes += e.kind === 'message' ? e.bytes : 0;
+        if (!paused && (queue.length >= QUEUE_HIGH || queuedBytes >= QUEUE_HIGH_BYTES)) {
           paused = true;
           stream.pause();
         }
@@ -200,7 +206,8 @@ export class Migration {
           await new Promise<void>((resolve) => (this.wake = resolve));
           continue;
         }
-        if (paused && queue.length <= QUEUE_LOW) {
+        queuedBytes -= event.kind === 'message' ? event.bytes : 0;
+        if (paused && queue.length <= QUEUE_HIGH / 10 && queuedBytes <= QUEUE_HIGH_BYTES / 10) {
           paused = false;
           stream.resume();
         }
@@ -218,7 +225,7 @@ export class Migration {
             skipping = m.finalLsn < applied;
             break;
           case 'relation':
-            await applier.relation(m);
+            applier.relation(m);
             break;
           case 'insert':
           case 'update':

@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { qualified, tableKey, type TableName } from '../pg/connection.js';
-import { deleteStatement, insertStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
+import { deleteStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
@@ -22,7 +22,8 @@ export type ChangeCounts = Map<string, { insert: number; update: number; delete:
  * stops with an error rather than silently skipping (the slot keeps the change for a retry).
  */
 export class Applier {
-  private readonly relations = new Map<number, RelationPlan>();
+  private readonly relations = new Map<number, RelationMessage>();
+  private readonly plans = new Map<number, RelationPlan>();
   private readonly prepared = new Map<string, string>();
   private open = false;
   private counts: ChangeCounts = new Map();
@@ -38,11 +39,22 @@ export class Applier {
     await this.client.query(`SET session_replication_role = replica`);
   }
 
-  /** Records a relation's shape and maps it onto the target table (checked against the target catalog). */
-  async relation(msg: RelationMessage): Promise<void> {
+  /**
+   * Records a relation's shape. The target table is resolved on the first change that uses it, as
+   * the native apply worker does: with `publish_via_partition_root` the server also describes leaf
+   * partitions that never carry changes, and the target may be partitioned differently.
+   */
+  relation(msg: RelationMessage): void {
+    this.relations.set(msg.relationOid, msg);
+    this.plans.delete(msg.relationOid);
+  }
+
+  /** Maps a relation onto its target table, checked against the target catalog. */
+  private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };
-    const { rows } = await this.client.query<{ name: string; type: string; identity: string; generated: string }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated
+    const { rows } = await this.client.query<{ name: string; type: string; identity: string; generated: string; relkind: string }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated,
+              (SELECT relkind FROM pg_class WHERE oid = a.attrelid) AS relkind
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
       [qualified(table)],
     );
@@ -60,13 +72,14 @@ export class Applier {
     if (msg.replicaIdentity !== 'full' && keyIndexes.length === 0) {
       throw new PgferryError(ErrorCodes.APPLY, `source: table ${tableKey(table)} replicates without a key; run ALTER TABLE ${qualified(table)} REPLICA IDENTITY FULL on the source`);
     }
-    this.relations.set(msg.relationOid, {
+    return {
       table,
+      only: rows[0]!.relkind === 'r',
       columns: msg.columns.map((c) => c.name),
       types,
       keyIndexes,
       alwaysIdentity: msg.columns.flatMap((c, i) => (rows.find((r) => r.name === c.name)?.identity === 'a' ? [i] : [])),
-    });
+    };
   }
 
   /** Opens the target transaction for a source transaction. */
@@ -81,13 +94,13 @@ export class Applier {
     if (!this.open) await this.begin();
     switch (msg.tag) {
       case 'insert': {
-        const plan = this.plan(msg.relationOid);
+        const plan = await this.plan(msg.relationOid);
         const present = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
         await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
         return;
       }
       case 'update': {
-        const plan = this.plan(msg.relationOid);
+        const plan = await this.plan(msg.relationOid);
         const old = msg.oldTuple ?? msg.newTuple;
         const [match, full] = this.match(plan, old, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
         const immutable = new Set(plan.alwaysIdentity);
@@ -98,19 +111,23 @@ export class Applier {
         }
         const set = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST || immutable.has(i) ? [] : [i]));
         const guard = plan.alwaysIdentity.filter((i) => !match.includes(i) && msg.newTuple[i] !== UNCHANGED_TOAST);
-        await this.exec(plan, updateStatement(plan, set, match, full, guard), msg.newTuple, old, 'update');
+        // Nothing to assign (only unchanged TOAST and identity columns): still prove the row is there.
+        const stmt = set.length > 0 ? updateStatement(plan, set, match, full, guard) : matchStatement(plan, match, full, guard);
+        await this.exec(plan, stmt, msg.newTuple, old, 'update');
         return;
       }
       case 'delete': {
-        const plan = this.plan(msg.relationOid);
+        const plan = await this.plan(msg.relationOid);
         const [match, full] = this.match(plan, msg.oldTuple, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
         await this.exec(plan, deleteStatement(plan, match, full), msg.oldTuple, msg.oldTuple, 'delete');
         return;
       }
       case 'truncate': {
-        const plans = msg.relationOids.map((oid) => this.plan(oid));
-        const options = `${msg.restartIdentity ? ' RESTART IDENTITY' : ''}${msg.cascade ? ' CASCADE' : ''}`;
-        await this.client.query(`TRUNCATE ${plans.map((p) => qualified(p.table)).join(', ')}${options}`);
+        const plans: RelationPlan[] = [];
+        for (const oid of msg.relationOids) plans.push(await this.plan(oid));
+        // No CASCADE, like the native apply worker: the source already lists every table it cascaded to,
+        // and cascading here could empty target tables pgferry does not migrate.
+        await this.client.query(truncateStatement(plans, msg.restartIdentity));
         for (const p of plans) this.count(p, 'truncate');
         return;
       }
@@ -137,9 +154,13 @@ export class Applier {
     await this.client.query('ROLLBACK');
   }
 
-  private plan(oid: number): RelationPlan {
-    const plan = this.relations.get(oid);
-    if (!plan) throw new PgferryError(ErrorCodes.PROTOCOL, `source: change for relation ${oid} arrived before its Relation message`);
+  private async plan(oid: number): Promise<RelationPlan> {
+    const cached = this.plans.get(oid);
+    if (cached) return cached;
+    const msg = this.relations.get(oid);
+    if (!msg) throw new PgferryError(ErrorCodes.PROTOCOL, `source: change for relation ${oid} arrived before its Relation message`);
+    const plan = await this.resolve(msg);
+    this.plans.set(oid, plan);
     return plan;
   }
 

@@ -3,6 +3,8 @@ import { ident, qualified, type TableName } from '../pg/connection.js';
 /** A source relation mapped onto its target table: what statement building needs. */
 export interface RelationPlan {
   table: TableName;
+  /** The target is an ordinary table: statements say ONLY so inheritance children are never touched. */
+  only: boolean;
   /** Replicated columns in the order of the pgoutput tuple. */
   columns: string[];
   /** Target type of each column (`format_type`), same order: used to compare values as the target sees them. */
@@ -30,6 +32,10 @@ export function insertStatement(plan: RelationPlan, present: number[]): Statemen
   return { sql: `INSERT INTO ${qualified(plan.table)} (${cols})${overriding} VALUES (${values})`, params: present };
 }
 
+function target(plan: RelationPlan): string {
+  return `${plan.only ? 'ONLY ' : ''}${qualified(plan.table)}`;
+}
+
 /**
  * `UPDATE` setting the `set` columns of the new tuple, on the row matched by `match`:
  * by key columns (`=`, index-backed), or when `full` on every listed old column compared through
@@ -42,14 +48,28 @@ export function updateStatement(plan: RelationPlan, set: number[], match: number
   const offset = set.length + match.length;
   const guards = guard.map((i, n) => ` AND t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join('');
   return {
-    sql: `UPDATE ${qualified(plan.table)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}${guards}`,
+    sql: `UPDATE ${target(plan)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}${guards}`,
     params: [...set, ...match.map((i) => -1 - i), ...guard],
   };
 }
 
+/** Locks the row {@link updateStatement} would change, for an update that assigns nothing. */
+export function matchStatement(plan: RelationPlan, match: number[], full: boolean, guard: number[] = []): Statement {
+  const guards = guard.map((i, n) => ` AND t.${ident(plan.columns[i]!)} = $${match.length + n + 1}`).join('');
+  return {
+    sql: `SELECT 1 FROM ${target(plan)} AS t ${whereClause(plan, match, full, 0)}${guards} FOR UPDATE`,
+    params: [...match.map((i) => -1 - i), ...guard],
+  };
+}
+
+/** `TRUNCATE` of the listed tables (ordinary tables ONLY, partitioned ones with their partitions). */
+export function truncateStatement(plans: RelationPlan[], restartIdentity: boolean): string {
+  return `TRUNCATE ${plans.map(target).join(', ')}${restartIdentity ? ' RESTART IDENTITY' : ''}`;
+}
+
 /** `DELETE` of exactly the row matched as in {@link updateStatement}. */
 export function deleteStatement(plan: RelationPlan, match: number[], full: boolean): Statement {
-  return { sql: `DELETE FROM ${qualified(plan.table)} AS t ${whereClause(plan, match, full, 0)}`, params: match.map((i) => -1 - i) };
+  return { sql: `DELETE FROM ${target(plan)} AS t ${whereClause(plan, match, full, 0)}`, params: match.map((i) => -1 - i) };
 }
 
 function whereClause(plan: RelationPlan, match: number[], full: boolean, offset: number): string {
@@ -59,5 +79,5 @@ function whereClause(plan: RelationPlan, match: number[], full: boolean, offset:
   const conditions = match.map((i, n) => `m.${ident(plan.columns[i]!)}::text IS NOT DISTINCT FROM ($${offset + n + 1}::${plan.types[i]})::text`);
   const cond = conditions.length > 0 ? conditions.join(' AND ') : 'true';
   // Duplicates are legal without a key: tableoid + ctid pins one physical row, even across partitions.
-  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${qualified(plan.table)} AS m WHERE ${cond} LIMIT 1)`;
+  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond} LIMIT 1)`;
 }

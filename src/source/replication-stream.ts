@@ -11,7 +11,7 @@ const { LogicalReplicationService } = replication;
 
 /** What the stream delivers, in exactly the order the server sent it. */
 export type StreamEvent =
-  | { kind: 'message'; message: PgoutputMessage }
+  | { kind: 'message'; message: PgoutputMessage; bytes: number }
   | { kind: 'keepalive'; walEnd: Lsn; replyRequested: boolean };
 
 /**
@@ -47,7 +47,7 @@ export class ReplicationStream {
       parse: (payload: Buffer) => {
         if (failure) return;
         try {
-          onEvent({ kind: 'message', message: decoder.decode(payload) });
+          onEvent({ kind: 'message', message: decoder.decode(payload), bytes: payload.length });
         } catch (err) {
           failure = err;
           void this.service.stop();

@@ -38,7 +38,8 @@ export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
  * (`publish_via_partition_root`), with every operation including TRUNCATE.
  */
 export async function ensurePublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
-  const list = tables.map(qualified).join(', ');
+  // ONLY: an ordinary table's inheritance children are separate tables, published (and copied) only if selected.
+  const list = tables.map((t) => (t.relkind === 'r' ? `ONLY ${qualified(t)}` : qualified(t))).join(', ');
   const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
   if (rowCount) await client.query(`DROP PUBLICATION ${ident(name)}`);
   await client.query(`CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`);

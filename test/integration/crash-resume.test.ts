@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
-import { FIXTURE_SCHEMA, FIXTURE_TABLES, TARGET_EXTRAS, bigTransaction, seedFixture, startWriter } from '../support/fixture.js';
+import { FIXTURE_SCHEMA, FIXTURE_TABLES, SOURCE_EXTRAS, TARGET_EXTRAS, bigTransaction, seedFixture, startWriter } from '../support/fixture.js';
 import { confirmedFlush, exited, randomMoment, startChild, waitForIdentical } from '../support/pgferry.js';
 
 /** Deterministic pseudo-random delays, so a failing run can be replayed with the same seed. */
@@ -15,7 +15,7 @@ describe('kill -9 at any moment, then restart', () => {
 
   beforeAll(async () => {
     db = await createTestDatabases('crash');
-    await db.source.query(FIXTURE_SCHEMA);
+    await db.source.query(FIXTURE_SCHEMA + SOURCE_EXTRAS);
     await db.target.query(FIXTURE_SCHEMA + TARGET_EXTRAS);
     await seedFixture(db.source, 4_000);
   });

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
-import { FIXTURE_SCHEMA, FIXTURE_TABLES, TARGET_EXTRAS, bigTransaction, seedFixture, startWriter } from '../support/fixture.js';
+import { FIXTURE_SCHEMA, FIXTURE_TABLES, SOURCE_EXTRAS, TARGET_EXTRAS, bigTransaction, seedFixture, startWriter } from '../support/fixture.js';
 import { confirmedFlush, currentWal, startInProcess, waitForIdentical } from '../support/pgferry.js';
 
 describe('live migration from PostgreSQL 14 to 18', () => {
@@ -11,7 +11,7 @@ describe('live migration from PostgreSQL 14 to 18', () => {
 
   beforeAll(async () => {
     db = await createTestDatabases('migrate');
-    await db.source.query(FIXTURE_SCHEMA);
+    await db.source.query(FIXTURE_SCHEMA + SOURCE_EXTRAS);
     await db.target.query(FIXTURE_SCHEMA + TARGET_EXTRAS);
     await seedFixture(db.source, 3_000);
   });

@@ -1,8 +1,8 @@
 import type pg from 'pg';
 
 /**
- * A schema with every table kind that breaks naive replicators, created identically on source and
- * target. The target gets a trigger that would corrupt `kv` if it fired during apply.
+ * A schema with every table kind that breaks naive replicators, created on source and target
+ * (plus {@link SOURCE_EXTRAS} and {@link TARGET_EXTRAS} on each side).
  */
 export const FIXTURE_SCHEMA = `
 CREATE SCHEMA "My Schema";
@@ -15,8 +15,10 @@ CREATE TABLE dup (a int, b text);
 ALTER TABLE dup REPLICA IDENTITY FULL;
 CREATE TABLE gen (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, x int, doubled int GENERATED ALWAYS AS (x * 2) STORED);
 CREATE TABLE part (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
-CREATE TABLE part_eu PARTITION OF part FOR VALUES IN ('eu');
-CREATE TABLE part_us PARTITION OF part FOR VALUES IN ('us');
+CREATE TABLE par (id int PRIMARY KEY, v text);
+CREATE TABLE chi (extra int) INHERITS (par);
+ALTER TABLE chi ADD PRIMARY KEY (id);
+CREATE TABLE ident_doc (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc text);
 CREATE TABLE trunc_me (id int PRIMARY KEY, v text);
 CREATE TABLE uidx (code text NOT NULL, v int);
 CREATE UNIQUE INDEX uidx_code ON uidx (code);
@@ -24,13 +26,25 @@ ALTER TABLE uidx REPLICA IDENTITY USING INDEX uidx_code;
 CREATE TABLE bulk (id int PRIMARY KEY, payload text);
 `;
 
+/** Source-only DDL: partitions named differently from the target's. */
+export const SOURCE_EXTRAS = `
+CREATE TABLE part_eu PARTITION OF part FOR VALUES IN ('eu');
+CREATE TABLE part_us PARTITION OF part FOR VALUES IN ('us');
+`;
+
+/**
+ * Target-only DDL: the same partitioned table split differently (rows travel through the root),
+ * and a trigger that would corrupt `kv` if it fired during apply.
+ */
 export const TARGET_EXTRAS = `
+CREATE TABLE part_target_eu PARTITION OF part FOR VALUES IN ('eu');
+CREATE TABLE part_target_us PARTITION OF part FOR VALUES IN ('us');
 CREATE FUNCTION corrupt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.small := -1; RETURN NEW; END $$;
 CREATE TRIGGER corrupt BEFORE INSERT OR UPDATE ON kv FOR EACH ROW EXECUTE FUNCTION corrupt();
 `;
 
 /** Every table as a FROM-able name, for fingerprints. */
-export const FIXTURE_TABLES = ['"My Schema"."Order Items"', 'kv', 'dup', 'gen', 'part', 'trunc_me', 'uidx', 'bulk'];
+export const FIXTURE_TABLES = ['"My Schema"."Order Items"', 'kv', 'dup', 'gen', 'part', 'trunc_me', 'uidx', 'bulk', 'ONLY par', 'chi', 'ident_doc'];
 
 /** Incompressible-enough text stored out of line (TOAST). */
 const BIG = `(SELECT string_agg(md5(random()::text || g), '') FROM generate_series(1, 200) g)`;
@@ -54,6 +68,9 @@ export async function seedFixture(client: pg.Client, rows: number): Promise<void
   await client.query(`INSERT INTO part SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 2000) g`);
   await client.query(`INSERT INTO trunc_me SELECT g, 't' FROM generate_series(1, 100) g`);
   await client.query(`INSERT INTO uidx SELECT 'code' || g, g FROM generate_series(1, 300) g`);
+  await client.query(`INSERT INTO par SELECT g, 'parent' FROM generate_series(1, 100) g`);
+  await client.query(`INSERT INTO chi SELECT g, 'child', g FROM generate_series(101, 200) g`);
+  await client.query(`INSERT INTO ident_doc (doc) SELECT ${BIG} FROM generate_series(1, 50)`);
 }
 
 /**
@@ -79,6 +96,12 @@ export async function fixtureTransaction(client: pg.Client, n: number): Promise<
     await client.query(`UPDATE gen SET x = x + 1 WHERE id = $1`, [(n % 500) + 1]);
     await client.query(`UPDATE part SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END, v = v + 1 WHERE id = $1`, [(n % 2000) + 1]);
     await client.query(`UPDATE uidx SET code = code || 'x', v = v + 1 WHERE code = (SELECT min(code) FROM uidx)`);
+    // Without ONLY this touches the parent and its inheritance child: two relations in the stream.
+    await client.query(`UPDATE par SET v = v || '.' WHERE id IN ($1, $2)`, [(n % 100) + 1, (n % 100) + 101]);
+    await client.query(`INSERT INTO chi VALUES ($1, 'new child', $1)`, [k]);
+    // Only an unchanged TOAST value and an identity column: nothing to assign on the target.
+    await client.query(`UPDATE ident_doc SET doc = doc WHERE id = $1`, [(n % 50) + 1]);
+    if (n % 10 === 9) await client.query(`TRUNCATE ONLY par`); // must not empty chi on the target
     if (n % 25 === 24) {
       await client.query(`TRUNCATE trunc_me`);
       await client.query(`INSERT INTO trunc_me SELECT g, 'again ' || $1 FROM generate_series(1, 10) g`, [n]);

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { deleteStatement, insertStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
+import { deleteStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
 
 /** Mixed case, spaces and embedded double quotes everywhere a name appears. */
 const plan: RelationPlan = {
   table: { schema: 'My Schema', name: 'Or"ders' },
+  only: false,
   columns: ['Id', 'first name', 'x"y'],
   types: ['integer', 'text', 'jsonb'],
   keyIndexes: [0],
@@ -106,5 +107,30 @@ describe('full replica identity', () => {
     const upd = updateStatement(plan, [2], [], true);
     expect(upd.sql).toBe(`UPDATE ${TABLE} AS t SET "x""y" = $1 ${pinOne('true')}`);
     expect(upd.params).toEqual([2]);
+  });
+});
+
+describe('ordinary tables with inheritance children', () => {
+  const ordinary: RelationPlan = { ...plan, only: true };
+
+  it('say ONLY in UPDATE, DELETE, the FULL match subquery and TRUNCATE, so children are never touched', () => {
+    expect(updateStatement(ordinary, [1], [0], false).sql).toBe(`UPDATE ONLY ${TABLE} AS t SET "first name" = $1 WHERE t."Id" = $2`);
+    expect(deleteStatement(ordinary, [0], false).sql).toBe(`DELETE FROM ONLY ${TABLE} AS t WHERE t."Id" = $1`);
+    expect(deleteStatement(ordinary, [1], true).sql).toContain(`FROM ONLY ${TABLE} AS m WHERE`);
+    expect(truncateStatement([ordinary, { ...plan, table: { schema: 'public', name: 'p' } }], true)).toBe(
+      `TRUNCATE ONLY ${TABLE}, "public"."p" RESTART IDENTITY`,
+    );
+  });
+
+  it('never cascade a TRUNCATE', () => {
+    expect(truncateStatement([ordinary], false)).toBe(`TRUNCATE ONLY ${TABLE}`);
+  });
+});
+
+describe('matchStatement (an update with nothing to assign)', () => {
+  it('locks exactly the row the update would change, guards included', () => {
+    const stmt = matchStatement(plan, [0], false, [2]);
+    expect(stmt.sql).toBe(`SELECT 1 FROM ${TABLE} AS t WHERE t."Id" = $1 AND t."x""y" = $2 FOR UPDATE`);
+    expect(bind(stmt, ['7', 'n', '{}'], ['6', 'o', '{"o":1}'])).toEqual(['6', '{}']);
   });
 });
