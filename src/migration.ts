@@ -6,9 +6,9 @@ import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
 import { qualified, tableKey } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
-import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
+import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type ExportedSlot, type SlotState } from './source/slot.js';
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
-import { copyTables } from './snapshot/copy.js';
+import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
@@ -132,18 +132,30 @@ export class Migration {
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       await beginSnapshotPhase(target, slot, this.tables);
-      if (state) {
-        this.log.warn({ slot }, 'the previous initial copy did not finish; starting it again from scratch');
-        await dropSlot(source, slot);
-        await target.query(`TRUNCATE ${this.tables.map(qualified).join(', ')}`);
-      }
-      await ensurePublication(source, publication, this.tables);
-      const exported = await createSlotWithSnapshot(this.source(), slot);
-      this.log.info({ slot, consistentPoint: formatLsn(exported.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
-      try {
-        await copyTables({ source: this.source(), target: this.target(), snapshotName: exported.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
-      } finally {
-        await exported.release().catch(() => {});
+      let exported: ExportedSlot | null = null;
+      for (let attempt = 1; !exported; attempt++) {
+        if (state || attempt > 1) {
+          this.log.warn({ slot, attempt }, attempt === 1 ? 'the previous initial copy did not finish; starting it again from scratch' : 'starting the copy again');
+          await dropSlot(source, slot);
+          await target.query(`TRUNCATE ${this.tables.map(qualified).join(', ')}`);
+        }
+        await ensurePublication(source, publication, this.tables);
+        const reader = await connectSnapshotReader(this.source());
+        const candidate = await createSlotWithSnapshot(this.source(), slot).catch(async (err: unknown) => {
+          await reader.end().catch(() => {});
+          throw err;
+        });
+        this.log.info({ slot, consistentPoint: formatLsn(candidate.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
+        try {
+          await copyTables({ source: reader, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
+          exported = candidate;
+        } catch (err) {
+          if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;
+          this.log.warn({ tables: err.tables }, 'a table was truncated or rewritten as the copy started');
+          for (const t of this.status.tables.values()) Object.assign(t, { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
+        } finally {
+          await candidate.release().catch(() => {});
+        }
       }
       await beginStreamingPhase(target, slot, exported.consistentPoint);
       this.status.appliedLsn = exported.consistentPoint;

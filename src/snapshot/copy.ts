@@ -16,13 +16,26 @@ export interface TableProgress {
 }
 
 /**
+ * Connects the session that will read the snapshot. Call it before the slot is created, so the
+ * snapshot can be imported and the tables locked as soon as it is exported: the window in which a
+ * TRUNCATE can slip in between (see {@link TableRewrittenError}) stays a few round trips wide.
+ */
+export async function connectSnapshotReader(config: pg.ClientConfig): Promise<pg.Client> {
+  const source = new pg.Client(config);
+  source.on('error', () => {});
+  await source.connect();
+  return source;
+}
+
+/**
  * Copies each table from the source, read under the exported snapshot, into the target with
  * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN` in PostgreSQL's text format: values are
  * never parsed, so they arrive byte for byte. Each table's copy and its "copied" mark commit in one
  * target transaction. Target triggers and foreign keys are not fired (`session_replication_role`).
+ * `source` comes from {@link connectSnapshotReader}; it is closed when the copy ends.
  */
 export async function copyTables(opts: {
-  source: pg.ClientConfig;
+  source: pg.Client;
   target: pg.ClientConfig;
   snapshotName: string;
   tables: SourceTable[];
@@ -31,12 +44,9 @@ export async function copyTables(opts: {
   log: Logger;
   signal?: AbortSignal;
 }): Promise<void> {
-  const source = new pg.Client(opts.source);
+  const source = opts.source;
   const target = new pg.Client(opts.target);
-  source.on('error', () => {});
   target.on('error', () => {});
-  await source.connect();
-  await target.connect();
   // Stopping mid-copy closes both connections: the table in flight rolls back, the next start redoes the copy.
   const abort = (): void => {
     void source.end().catch(() => {});
@@ -46,6 +56,8 @@ export async function copyTables(opts: {
   try {
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+    await lockAndCheck(source, opts.tables);
+    await target.connect();
     await target.query('SET session_replication_role = replica');
     for (const table of opts.tables) {
       if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
@@ -56,6 +68,33 @@ export async function copyTables(opts: {
     opts.signal?.removeEventListener('abort', abort);
     await source.end().catch(() => {});
     await target.end().catch(() => {});
+  }
+}
+
+/**
+ * TRUNCATE and table rewrites are not MVCC-safe: one committed after the snapshot was exported
+ * makes the table look empty (or rewritten) to the snapshot, while the stream still replays the
+ * changes made before it. So every table is locked (ACCESS SHARE, as pg_dump does) before it is
+ * read, and a table whose storage changed between the export and the lock fails the copy with a
+ * retryable {@link TableRewrittenError}: the caller starts over with a new slot.
+ */
+async function lockAndCheck(source: pg.Client, tables: SourceTable[]): Promise<void> {
+  await source.query(`LOCK TABLE ${tables.map(qualified).join(', ')} IN ACCESS SHARE MODE`);
+  const { rows } = await source.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid IN (SELECT t.oid FROM unnest($1::oid[]) AS t(oid)
+                      UNION SELECT p.relid FROM unnest($1::oid[]) AS t(oid), pg_partition_tree(t.oid) AS p)
+        AND c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid)`,
+    [tables.map((t) => t.oid)],
+  );
+  if (rows.length > 0) throw new TableRewrittenError(rows.map((r) => r.name));
+}
+
+/** A table was truncated or rewritten on the source while the copy was starting. */
+export class TableRewrittenError extends PgferryError {
+  constructor(readonly tables: string[]) {
+    super(ErrorCodes.COPY, `source: ${tables.join(', ')} truncated or rewritten while the copy started; starting the copy again`, { retryable: true });
   }
 }
 

@@ -28,7 +28,7 @@ describe('live migration from PostgreSQL 14 to 18', () => {
       return c;
     });
     try {
-      app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl });
+      app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot });
       const status = async (): Promise<Record<string, any>> => (await app!.http.inject({ method: 'GET', url: '/status' })).json();
       await waitFor(async () => (await status())['phase'] === 'streaming', 'phase streaming');
       const copied = (await status())['tables'] as Record<string, { state: string; rowsCopied: number }>;
@@ -57,7 +57,7 @@ describe('live migration from PostgreSQL 14 to 18', () => {
     // Caught up: the slot's confirmed position passes the source's WAL position after the last write
     // (other test files write to the same server, so the WAL keeps moving and lag is not exactly 0 here).
     const wal = await currentWal(db.source);
-    await waitFor(async () => ((await confirmedFlush(db.source, 'pgferry')) ?? 0n) >= wal, 'slot confirmed past the last write');
+    await waitFor(async () => ((await confirmedFlush(db.source, db.slot)) ?? 0n) >= wal, 'slot confirmed past the last write');
     const s = (await app!.http.inject({ method: 'GET', url: '/status' })).json();
     expect(s.phase).toBe('streaming');
     expect(typeof s.lagBytes).toBe('number');

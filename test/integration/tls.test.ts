@@ -42,7 +42,7 @@ describe('a source behind TLS (sslmode=verify-full)', () => {
     try {
       await src.query(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g`);
       await db.target.query(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-      app = await startInProcess({ source: sourceUrl(certs.caFile), target: db.targetUrl });
+      app = await startInProcess({ source: sourceUrl(certs.caFile), target: db.targetUrl, slot: db.slot });
       await waitFor(() => app!.status.phase === 'streaming', 'streaming');
       await src.query(`UPDATE t SET v = 'y' WHERE id < 50`);
       await waitForIdentical(src, db.target, ['t']);

@@ -5,6 +5,8 @@ import { inject } from 'vitest';
 /** A fresh database pair (same name on the shared source and target servers). */
 export interface TestDatabases {
   name: string;
+  /** A slot name of this test's own: slot names are global to a server, shared by every test file. */
+  slot: string;
   sourceUrl: string;
   targetUrl: string;
   source: pg.Client;
@@ -33,6 +35,7 @@ export async function createTestDatabases(prefix: string): Promise<TestDatabases
   await target.connect();
   return {
     name,
+    slot: `${name}_slot`,
     sourceUrl: serverUrl('source', name),
     targetUrl: serverUrl('target', name),
     source,
