@@ -1,13 +1,23 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { qualified, tableKey, type TableName } from '../pg/connection.js';
-import { deleteStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
+import { copyInStatement, copyTextLine, deleteStatement, inlineParams, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
+
+/** Batch bounds: memory stays bounded whatever the transaction size. */
+const INSERT_BATCH_ROWS = 5_000;
+const STATEMENT_BATCH = 500;
+const BATCH_BYTES = 8 * 1024 * 1024;
+/** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
+const COPY_MIN_ROWS = 8;
 
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
@@ -24,8 +34,12 @@ export type ChangeCounts = Map<string, { insert: number; update: number; delete:
 export class Applier {
   private readonly relations = new Map<number, RelationMessage>();
   private readonly plans = new Map<number, RelationPlan>();
-  private readonly prepared = new Map<string, string>();
   private open = false;
+  /** Consecutive inserts into one table with the same columns, not yet sent. */
+  private inserts: { key: string; plan: RelationPlan; present: number[]; tuples: TupleValue[][]; bytes: number } | null = null;
+  /** Statements not yet sent, in source order; they go in one simple-query round trip. */
+  private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; old: TupleValue[] }[] = [];
+  private statementBytes = 0;
   private counts: ChangeCounts = new Map();
 
   constructor(
@@ -36,7 +50,8 @@ export class Applier {
 
   /** Prepares the apply session; call once per connection. */
   async init(): Promise<void> {
-    await this.client.query(`SET session_replication_role = replica`);
+    // standard_conforming_strings: inlined literals must not treat backslashes as escapes.
+    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on`);
   }
 
   /**
@@ -92,11 +107,17 @@ export class Applier {
   /** Applies one row change or truncate inside the open transaction. */
   async change(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
     if (!this.open) await this.begin();
+    if (msg.tag !== 'insert') await this.flushInserts(); // changes apply in source order
     switch (msg.tag) {
       case 'insert': {
         const plan = await this.plan(msg.relationOid);
         const present = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
-        await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
+        const key = `${msg.relationOid}:${present.join(',')}`;
+        if (this.inserts && (this.inserts.key !== key || this.inserts.plan !== plan)) await this.flushInserts();
+        const batch = (this.inserts ??= { key, plan, present, tuples: [], bytes: 0 });
+        batch.tuples.push(msg.newTuple);
+        batch.bytes += tupleBytes(msg.newTuple);
+        if (batch.tuples.length >= INSERT_BATCH_ROWS || batch.bytes >= BATCH_BYTES) await this.flushInserts();
         return;
       }
       case 'update': {
@@ -127,6 +148,7 @@ export class Applier {
         for (const oid of msg.relationOids) plans.push(await this.plan(oid));
         // No CASCADE, like the native apply worker: the source already lists every table it cascaded to,
         // and cascading here could empty target tables pgferry does not migrate.
+        await this.flushStatements();
         await this.client.query(truncateStatement(plans, msg.restartIdentity));
         for (const p of plans) this.count(p, 'truncate');
         return;
@@ -141,6 +163,8 @@ export class Applier {
    */
   async commit(endLsn: Lsn): Promise<ChangeCounts | null> {
     if (!this.open) return null;
+    await this.flushInserts();
+    await this.flushStatements();
     await saveAppliedLsn(this.client, this.slot, endLsn);
     await this.client.query('COMMIT');
     this.open = false;
@@ -149,9 +173,55 @@ export class Applier {
 
   /** Rolls back an open transaction (after a failure; safe to call at any time). */
   async rollback(): Promise<void> {
+    this.inserts = null;
+    this.statements = [];
+    this.statementBytes = 0;
     if (!this.open) return;
     this.open = false;
     await this.client.query('ROLLBACK');
+  }
+
+  /**
+   * Sends the buffered consecutive inserts into one table: a few rows as INSERT statements in the
+   * statement batch, more as one COPY in text format. Either way every row must land, or apply stops.
+   */
+  private async flushInserts(): Promise<void> {
+    const batch = this.inserts;
+    if (!batch) return;
+    this.inserts = null;
+    if (batch.tuples.length < COPY_MIN_ROWS) {
+      for (const t of batch.tuples) await this.exec(batch.plan, insertStatement(batch.plan, batch.present), t, t, 'insert');
+      return;
+    }
+    await this.flushStatements(); // they come first in source order
+    const lines = batch.tuples.map((t) => copyTextLine(batch.present.map((i) => text(t[i]))));
+    const stream = this.client.query(copyStreams.from(copyInStatement(batch.plan, batch.present)));
+    await pipeline(Readable.from(lines), stream);
+    if (stream.rowCount !== lines.length) {
+      throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${tableKey(batch.plan.table)} stored ${stream.rowCount} of ${lines.length} rows`);
+    }
+    this.countsFor(batch.plan).insert += lines.length;
+  }
+
+  /** Sends the statement batch in one round trip and checks that each statement touched exactly one row. */
+  private async flushStatements(): Promise<void> {
+    const batch = this.statements;
+    if (batch.length === 0) return;
+    this.statements = [];
+    this.statementBytes = 0;
+    const result = (await this.client.query(batch.map((s) => s.sql).join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+    const results = Array.isArray(result) ? result : [result];
+    batch.forEach((s, i) => {
+      const rows = results[i]?.rowCount ?? 0;
+      if (rows !== 1) {
+        const key = s.plan.keyIndexes.map((k) => `${s.plan.columns[k]}=${String(text(s.old[k]))}`).join(', ');
+        throw new PgferryError(
+          ErrorCodes.APPLY,
+          `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of 1${key ? ` (${key})` : ''}; the target has diverged from the source`,
+        );
+      }
+      this.count(s.plan, s.op);
+    });
   }
 
   private async plan(oid: number): Promise<RelationPlan> {
@@ -170,30 +240,30 @@ export class Applier {
     return [old.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])), true];
   }
 
+  /** Queues one statement with its values inlined; the batch is sent when full or before anything else. */
   private async exec(plan: RelationPlan, stmt: Statement, tuple: TupleValue[], old: TupleValue[], op: 'insert' | 'update' | 'delete'): Promise<void> {
-    const values = stmt.params.map((p) => text(p >= 0 ? tuple[p] : old[-1 - p]));
-    let name = this.prepared.get(stmt.sql);
-    if (!name) {
-      name = `pgferry_${this.prepared.size}`;
-      this.prepared.set(stmt.sql, name);
-    }
-    const result = await this.client.query({ name, text: stmt.sql, values });
-    if (result.rowCount !== 1) {
-      const key = plan.keyIndexes.map((i) => `${plan.columns[i]}=${String(text(old[i]))}`).join(', ');
-      throw new PgferryError(
-        ErrorCodes.APPLY,
-        `target: ${op} on ${tableKey(plan.table)} matched ${result.rowCount ?? 0} rows instead of 1${key ? ` (${key})` : ''}; the target has diverged from the source`,
-      );
-    }
-    this.count(plan, op);
+    const sql = inlineParams(stmt.sql, stmt.params.map((p) => text(p >= 0 ? tuple[p] : old[-1 - p])));
+    this.statements.push({ sql, plan, op, old });
+    this.statementBytes += sql.length;
+    if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES) await this.flushStatements();
   }
 
   private count(plan: RelationPlan, op: 'insert' | 'update' | 'delete' | 'truncate'): void {
+    this.countsFor(plan)[op]++;
+  }
+
+  private countsFor(plan: RelationPlan): { insert: number; update: number; delete: number; truncate: number } {
     const key = tableKey(plan.table);
     let c = this.counts.get(key);
     if (!c) this.counts.set(key, (c = { insert: 0, update: 0, delete: 0, truncate: 0 }));
-    c[op]++;
+    return c;
   }
+}
+
+function tupleBytes(t: TupleValue[]): number {
+  let n = 0;
+  for (const v of t) n += typeof v === 'string' ? v.length + 1 : 4;
+  return n;
 }
 
 /** A tuple value as a text parameter. Binary values are never requested, so they cannot occur. */

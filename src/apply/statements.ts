@@ -81,3 +81,47 @@ function whereClause(plan: RelationPlan, match: number[], full: boolean, offset:
   // Duplicates are legal without a key: tableoid + ctid pins one physical row, even across partitions.
   return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond} LIMIT 1)`;
 }
+
+/** `COPY ... FROM STDIN` (text format) of the present columns: many inserts in one round trip. */
+export function copyInStatement(plan: RelationPlan, present: number[]): string {
+  return `COPY ${qualified(plan.table)} (${present.map((i) => ident(plan.columns[i]!)).join(', ')}) FROM STDIN`;
+}
+
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * One row in COPY's text format. Values are the source's own text form; escaping only protects the
+ * delimiters, so the target's input functions receive exactly the same characters.
+ */
+export function copyTextLine(values: (string | null)[]): string {
+  return values.map((v) => (v === null ? '\\N' : v.replace(/[\\\n\r\t]/g, (c) => COPY_ESCAPES[c]!))).join('\t') + '\n';
+}
+
+/**
+ * Replaces each `$n` of a built statement with its value as a string literal (`NULL` for null),
+ * so many statements can travel in one simple-query round trip. The literal is untyped, so the
+ * target resolves it exactly as it resolves an untyped parameter: the same input function gets
+ * the same characters. Needs `standard_conforming_strings = on` (backslashes are not escapes).
+ * Statement texts hold quoted identifiers and no string literals, so only `$n` outside double
+ * quotes are placeholders.
+ */
+export function inlineParams(sql: string, values: (string | null)[]): string {
+  let out = '';
+  let quoted = false;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i]!;
+    if (ch === '"') quoted = !quoted; // a doubled "" toggles twice: still inside
+    if (!quoted && ch === '$') {
+      const m = /^\$(\d+)/.exec(sql.slice(i, i + 8));
+      if (m) {
+        const v = values[Number(m[1]) - 1];
+        if (v === undefined) throw new RangeError(`no value for ${m[0]}`);
+        out += v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`;
+        i += m[0].length - 1;
+        continue;
+      }
+    }
+    out += ch;
+  }
+  return out;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deleteStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
+import { copyTextLine, deleteStatement, inlineParams, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
 
 /** Mixed case, spaces and embedded double quotes everywhere a name appears. */
 const plan: RelationPlan = {
@@ -132,5 +132,30 @@ describe('matchStatement (an update with nothing to assign)', () => {
     const stmt = matchStatement(plan, [0], false, [2]);
     expect(stmt.sql).toBe(`SELECT 1 FROM ${TABLE} AS t WHERE t."Id" = $1 AND t."x""y" = $2 FOR UPDATE`);
     expect(bind(stmt, ['7', 'n', '{}'], ['6', 'o', '{"o":1}'])).toEqual(['6', '{}']);
+  });
+});
+
+describe('inlineParams (statement batches in one round trip)', () => {
+  it('inlines values as untyped literals, doubling quotes and keeping backslashes', () => {
+    expect(inlineParams(`UPDATE t SET a = $1, b = $2 WHERE k = $3`, [`it's`, null, 'C:\\dir\\n'])).toBe(
+      `UPDATE t SET a = 'it''s', b = NULL WHERE k = 'C:\\dir\\n'`,
+    );
+  });
+
+  it('leaves $n inside quoted identifiers alone and handles $10 and beyond', () => {
+    const values = Array.from({ length: 11 }, (_, i) => `v${i + 1}`);
+    expect(inlineParams(`SELECT "a$1""$2" = $1, $10, $11`, values)).toBe(`SELECT "a$1""$2" = 'v1', 'v10', 'v11'`);
+  });
+
+  it('refuses a placeholder without a value', () => {
+    expect(() => inlineParams('SELECT $2', ['x'])).toThrow(RangeError);
+  });
+});
+
+describe('copyTextLine', () => {
+  it('escapes only what COPY text format treats specially', () => {
+    expect(copyTextLine(['a\tb', null, 'line\nbreak\r', 'back\\slash', '\\N', '', "q'uote"])).toBe(
+      'a\\tb\t\\N\tline\\nbreak\\r\tback\\\\slash\t\\\\N\t\tq\'uote\n',
+    );
   });
 });
