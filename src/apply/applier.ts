@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { qualified, tableKey, type TableName } from '../pg/connection.js';
-import { copyInStatement, copyTextLine, deleteStatement, inlineParams, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
+import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
@@ -15,6 +15,7 @@ type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 /** Batch bounds: memory stays bounded whatever the transaction size. */
 const INSERT_BATCH_ROWS = 5_000;
 const STATEMENT_BATCH = 500;
+const KEYED_BATCH_ROWS = 1_000;
 const BATCH_BYTES = 8 * 1024 * 1024;
 /** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 8;
@@ -38,7 +39,9 @@ export class Applier {
   /** Consecutive inserts into one table with the same columns, not yet sent. */
   private inserts: { key: string; plan: RelationPlan; present: number[]; tuples: TupleValue[][]; bytes: number } | null = null;
   /** Statements not yet sent, in source order; they go in one simple-query round trip. */
-  private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; old: TupleValue[] }[] = [];
+  private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
+  /** A run of updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
+  private keyed: { op: 'update' | 'delete'; plan: RelationPlan; set: number[]; rows: (string | null)[][]; keys: Set<string>; bytes: number } | null = null;
   private statementBytes = 0;
   private counts: ChangeCounts = new Map();
 
@@ -67,8 +70,9 @@ export class Applier {
   /** Maps a relation onto its target table, checked against the target catalog. */
   private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };
-    const { rows } = await this.client.query<{ name: string; type: string; identity: string; generated: string; relkind: string }>(
+    const { rows } = await this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string }>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated,
+              (SELECT format('%I.%I', n.nspname, ty.typname) FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace WHERE ty.oid = a.atttypid) AS base_type,
               (SELECT relkind FROM pg_class WHERE oid = a.attrelid) AS relkind
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
       [qualified(table)],
@@ -77,11 +81,13 @@ export class Applier {
       throw new PgferryError(ErrorCodes.APPLY, `target: table ${tableKey(table)} does not exist; create it on the target (pgferry keeps the changes in the slot until then)`);
     }
     const types: string[] = [];
+    const baseTypes: string[] = [];
     for (const col of msg.columns) {
       const t = rows.find((r) => r.name === col.name);
       if (!t) throw new PgferryError(ErrorCodes.APPLY, `target: table ${tableKey(table)} has no column "${col.name}" that the source sends; add it on the target (pgferry keeps the changes in the slot until then)`);
       if (t.generated !== '') throw new PgferryError(ErrorCodes.APPLY, `target: column "${col.name}" of ${tableKey(table)} is generated on the target but not on the source; make it a plain column`);
       types.push(t.type);
+      baseTypes.push(t.base_type);
     }
     const keyIndexes = msg.replicaIdentity === 'full' ? [] : msg.columns.flatMap((c, i) => (c.isKey ? [i] : []));
     if (msg.replicaIdentity !== 'full' && keyIndexes.length === 0) {
@@ -92,6 +98,7 @@ export class Applier {
       only: rows[0]!.relkind === 'r',
       columns: msg.columns.map((c) => c.name),
       types,
+      baseTypes,
       keyIndexes,
       alwaysIdentity: msg.columns.flatMap((c, i) => (rows.find((r) => r.name === c.name)?.identity === 'a' ? [i] : [])),
     };
@@ -110,6 +117,7 @@ export class Applier {
     if (msg.tag !== 'insert') await this.flushInserts(); // changes apply in source order
     switch (msg.tag) {
       case 'insert': {
+        await this.closeKeyed();
         const plan = await this.plan(msg.relationOid);
         const present = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
         const key = `${msg.relationOid}:${present.join(',')}`;
@@ -132,6 +140,13 @@ export class Applier {
         }
         const set = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST || immutable.has(i) ? [] : [i]));
         const guard = plan.alwaysIdentity.filter((i) => !match.includes(i) && msg.newTuple[i] !== UNCHANGED_TOAST);
+        const setOthers = set.filter((i) => !match.includes(i));
+        if (!full && !msg.oldTuple && guard.length === 0 && setOthers.length > 0) {
+          // Key unchanged: joins a set-based batch of updates to this table.
+          await this.keyedChange('update', plan, setOthers, msg.newTuple);
+          return;
+        }
+        await this.closeKeyed();
         // Nothing to assign (only unchanged TOAST and identity columns): still prove the row is there.
         const stmt = set.length > 0 ? updateStatement(plan, set, match, full, guard) : matchStatement(plan, match, full, guard);
         await this.exec(plan, stmt, msg.newTuple, old, 'update');
@@ -140,6 +155,11 @@ export class Applier {
       case 'delete': {
         const plan = await this.plan(msg.relationOid);
         const [match, full] = this.match(plan, msg.oldTuple, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
+        if (!full) {
+          await this.keyedChange('delete', plan, [], msg.oldTuple);
+          return;
+        }
+        await this.closeKeyed();
         await this.exec(plan, deleteStatement(plan, match, full), msg.oldTuple, msg.oldTuple, 'delete');
         return;
       }
@@ -174,6 +194,7 @@ export class Applier {
   /** Rolls back an open transaction (after a failure; safe to call at any time). */
   async rollback(): Promise<void> {
     this.inserts = null;
+    this.keyed = null;
     this.statements = [];
     this.statementBytes = 0;
     if (!this.open) return;
@@ -203,8 +224,32 @@ export class Applier {
     this.countsFor(batch.plan).insert += lines.length;
   }
 
-  /** Sends the statement batch in one round trip and checks that each statement touched exactly one row. */
+  /** Adds one update or delete by key to the current run, starting a new run when it cannot join. */
+  private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
+    const key = plan.keyIndexes.map((i) => text(tuple[i]));
+    const keyText = JSON.stringify(key);
+    const run = this.keyed;
+    if (run && (run.op !== op || run.plan !== plan || run.set.join() !== set.join() || run.keys.has(keyText))) await this.closeKeyed();
+    const current = (this.keyed ??= { op, plan, set, rows: [], keys: new Set(), bytes: 0 });
+    const row = [...key, ...set.map((i) => text(tuple[i]))];
+    current.rows.push(row);
+    current.keys.add(keyText);
+    current.bytes += tupleBytes(row);
+    if (current.rows.length >= KEYED_BATCH_ROWS || current.bytes >= BATCH_BYTES) await this.closeKeyed();
+  }
+
+  /** Moves the current run of keyed changes into the statement batch (in order). */
+  private async closeKeyed(): Promise<void> {
+    const run = this.keyed;
+    if (!run) return;
+    this.keyed = null;
+    const sql = run.op === 'update' ? updateByKeysStatement(run.plan, run.set, run.rows) : deleteByKeysStatement(run.plan, run.rows);
+    await this.queue({ sql, plan: run.plan, op: run.op, rows: run.rows.length, keys: [...run.keys] });
+  }
+
+  /** Sends the statement batch in one round trip and checks that each statement touched exactly its rows. */
   private async flushStatements(): Promise<void> {
+    await this.closeKeyed();
     const batch = this.statements;
     if (batch.length === 0) return;
     this.statements = [];
@@ -213,15 +258,21 @@ export class Applier {
     const results = Array.isArray(result) ? result : [result];
     batch.forEach((s, i) => {
       const rows = results[i]?.rowCount ?? 0;
-      if (rows !== 1) {
-        const key = s.plan.keyIndexes.map((k) => `${s.plan.columns[k]}=${String(text(s.old[k]))}`).join(', ');
+      if (rows !== s.rows) {
+        const keys = s.keys.length > 0 ? ` (${s.keys.length === 1 ? 'key' : 'one of the keys'} ${s.keys.slice(0, 5).join(', ')}${s.keys.length > 5 ? ', ...' : ''})` : '';
         throw new PgferryError(
           ErrorCodes.APPLY,
-          `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of 1${key ? ` (${key})` : ''}; the target has diverged from the source`,
+          `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of ${s.rows}${keys}; the target has diverged from the source`,
         );
       }
-      this.count(s.plan, s.op);
+      this.countsFor(s.plan)[s.op] += s.rows;
     });
+  }
+
+  private async queue(entry: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }): Promise<void> {
+    this.statements.push(entry);
+    this.statementBytes += entry.sql.length;
+    if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES) await this.flushStatements();
   }
 
   private async plan(oid: number): Promise<RelationPlan> {
@@ -243,9 +294,8 @@ export class Applier {
   /** Queues one statement with its values inlined; the batch is sent when full or before anything else. */
   private async exec(plan: RelationPlan, stmt: Statement, tuple: TupleValue[], old: TupleValue[], op: 'insert' | 'update' | 'delete'): Promise<void> {
     const sql = inlineParams(stmt.sql, stmt.params.map((p) => text(p >= 0 ? tuple[p] : old[-1 - p])));
-    this.statements.push({ sql, plan, op, old });
-    this.statementBytes += sql.length;
-    if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES) await this.flushStatements();
+    const key = plan.keyIndexes.map((k) => text(old[k]));
+    await this.queue({ sql, plan, op, rows: 1, keys: key.length > 0 ? [JSON.stringify(key)] : [] });
   }
 
   private count(plan: RelationPlan, op: 'insert' | 'update' | 'delete' | 'truncate'): void {
@@ -260,7 +310,7 @@ export class Applier {
   }
 }
 
-function tupleBytes(t: TupleValue[]): number {
+function tupleBytes(t: readonly (TupleValue | undefined)[]): number {
   let n = 0;
   for (const v of t) n += typeof v === 'string' ? v.length + 1 : 4;
   return n;

@@ -9,6 +9,12 @@ export interface RelationPlan {
   columns: string[];
   /** Target type of each column (`format_type`), same order: used to compare values as the target sees them. */
   types: string[];
+  /**
+   * Each column's type by its catalog name without a type modifier (`"pg_catalog"."bpchar"`), for
+   * casts that must not truncate or round: the column's own modifier applies on assignment, as it
+   * does for a parameter.
+   */
+  baseTypes: string[];
   /** Index (into `columns`) of each replica identity key column; empty for REPLICA IDENTITY FULL. */
   keyIndexes: number[];
   /**
@@ -124,4 +130,29 @@ export function inlineParams(sql: string, values: (string | null)[]): string {
     out += ch;
   }
   return out;
+}
+
+/**
+ * One `UPDATE ... FROM (VALUES ...)` for many rows of one table matched by key, each row setting
+ * the same columns: one statement to plan instead of one per row. Keys must be distinct within a
+ * batch (the caller splits), so the row count proves that every row matched exactly once.
+ * `rows` holds, per row, the key values then the set values, as text (or null).
+ */
+export function updateByKeysStatement(plan: RelationPlan, set: number[], rows: (string | null)[][]): string {
+  const cols = [...plan.keyIndexes, ...set];
+  const names = cols.map((i) => ident(plan.columns[i]!));
+  const assignments = set.map((i) => `${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(', ');
+  const match = plan.keyIndexes.map((i) => `t.${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(' AND ');
+  return `UPDATE ${target(plan)} AS t SET ${assignments} FROM (VALUES ${valuesList(plan, cols, rows)}) AS v (${names.join(', ')}) WHERE ${match}`;
+}
+
+/** One `DELETE ... USING (VALUES ...)` for many rows matched by distinct keys. */
+export function deleteByKeysStatement(plan: RelationPlan, rows: (string | null)[][]): string {
+  const names = plan.keyIndexes.map((i) => ident(plan.columns[i]!));
+  const match = plan.keyIndexes.map((i) => `t.${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(' AND ');
+  return `DELETE FROM ${target(plan)} AS t USING (VALUES ${valuesList(plan, plan.keyIndexes, rows)}) AS v (${names.join(', ')}) WHERE ${match}`;
+}
+
+function valuesList(plan: RelationPlan, cols: number[], rows: (string | null)[][]): string {
+  return rows.map((r) => `(${r.map((v, n) => `${v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`}::${plan.baseTypes[cols[n]!]}`).join(', ')})`).join(', ');
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyTextLine, deleteStatement, inlineParams, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
+import { copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
 
 /** Mixed case, spaces and embedded double quotes everywhere a name appears. */
 const plan: RelationPlan = {
@@ -7,6 +7,7 @@ const plan: RelationPlan = {
   only: false,
   columns: ['Id', 'first name', 'x"y'],
   types: ['integer', 'text', 'jsonb'],
+  baseTypes: ['"pg_catalog"."int4"', '"pg_catalog"."text"', '"pg_catalog"."jsonb"'],
   keyIndexes: [0],
   alwaysIdentity: [],
 };
@@ -156,6 +157,26 @@ describe('copyTextLine', () => {
   it('escapes only what COPY text format treats specially', () => {
     expect(copyTextLine(['a\tb', null, 'line\nbreak\r', 'back\\slash', '\\N', '', "q'uote"])).toBe(
       'a\\tb\t\\N\tline\\nbreak\\r\tback\\\\slash\t\\\\N\t\tq\'uote\n',
+    );
+  });
+});
+
+describe('set-based statements for runs of changes by key', () => {
+  it('update many rows in one statement, casting to the unmodified base type', () => {
+    const sql = updateByKeysStatement({ ...plan, only: true }, [1, 2], [
+      ['1', "O'Brien", null],
+      ['2', 'x', '{"a": 1}'],
+    ]);
+    expect(sql).toBe(
+      `UPDATE ONLY ${TABLE} AS t SET "first name" = v."first name", "x""y" = v."x""y" FROM (VALUES ` +
+        `('1'::"pg_catalog"."int4", 'O''Brien'::"pg_catalog"."text", NULL::"pg_catalog"."jsonb"), ` +
+        `('2'::"pg_catalog"."int4", 'x'::"pg_catalog"."text", '{"a": 1}'::"pg_catalog"."jsonb")) AS v ("Id", "first name", "x""y") WHERE t."Id" = v."Id"`,
+    );
+  });
+
+  it('delete many rows by key in one statement', () => {
+    expect(deleteByKeysStatement(plan, [['1'], ['2']])).toBe(
+      `DELETE FROM ${TABLE} AS t USING (VALUES ('1'::"pg_catalog"."int4"), ('2'::"pg_catalog"."int4")) AS v ("Id") WHERE t."Id" = v."Id"`,
     );
   });
 });
