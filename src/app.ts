@@ -4,12 +4,14 @@ import { ConfigError, describeError } from './errors.js';
 import { buildHttpApp } from './http/server.js';
 import { Migration } from './migration.js';
 import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
 import { describeServer } from './pg/connection.js';
 import { MigrationStatus } from './status.js';
 
 /** A running pgferry service: the migration plus its HTTP API. */
 export interface App {
   status: MigrationStatus;
+  metrics: Metrics;
   http: FastifyInstance;
   /** The bound HTTP address, e.g. http://127.0.0.1:8484. */
   url: string;
@@ -21,8 +23,10 @@ export interface App {
 /** Composition root: builds every component from validated settings and starts them. */
 export async function startApp(settings: Settings, log: Logger): Promise<App> {
   const status = new MigrationStatus();
-  const migration = new Migration(settings, status, log.child({ component: 'migration' }));
-  const http = buildHttpApp(status);
+  status.slotRetentionWarningBytes = settings.slotRetentionWarningBytes;
+  const metrics = createMetrics(status);
+  const migration = new Migration(settings, status, log.child({ component: 'migration' }), metrics);
+  const http = buildHttpApp(status, { metrics: metrics.registry });
   let url: string;
   try {
     url = await http.listen({ host: settings.httpHost, port: settings.httpPort });
@@ -39,6 +43,7 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
   let stopped = false;
   return {
     status,
+    metrics,
     http,
     url,
     done,

@@ -48,6 +48,8 @@ program
   .option('--tables <list>', 'comma-separated tables, schema.table (env PGFERRY_TABLES, default all)')
   .addOption(new Option('--api-token <token>', 'bearer token for the HTTP API (env PGFERRY_API_TOKEN)').hideHelp())
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace (env PGFERRY_LOG_LEVEL, default info)')
+  .option('--schema-copy <bool>', 'create the source schema on the target: true or false (env PGFERRY_SCHEMA_COPY, default true)')
+  .option('--slot-retention-warning <size>', 'warn when the slot retains more source WAL, e.g. 10GB (env PGFERRY_SLOT_RETENTION_WARNING, default 10GB)')
   .action(async (flags: RawSettings & { config?: string }) => {
     const settings = loadSettings(flags);
     const log = createLogger(settings.logLevel);
@@ -66,6 +68,45 @@ program
     const { cleanup } = await import('./cleanup.js');
     const done = await cleanup(loadSettings(flags));
     process.stdout.write(done.length > 0 ? done.map((l) => `${l}\n`).join('') : 'nothing to clean up\n');
+  });
+
+program
+  .command('status')
+  .description("show a running pgferry's progress: phase, lag, changes/s, copy progress with ETA, slot retention")
+  .option('--url <url>', 'address of its HTTP API (env PGFERRY_URL, default http://127.0.0.1:8484)')
+  .option('--json', 'print the /status document as JSON')
+  .action(async (flags: { url?: string; json?: boolean }) => {
+    const { fetchStatus, formatStatusReport } = await import('./status-report.js');
+    const doc = await fetchStatus(flags.url ?? (process.env['PGFERRY_URL'] || 'http://127.0.0.1:8484'), process.env['PGFERRY_API_TOKEN'] || undefined);
+    process.stdout.write(flags.json ? `${JSON.stringify(doc, null, 2)}\n` : formatStatusReport(doc));
+  });
+
+program
+  .command('schema')
+  .description('print the DDL schema copy runs (pre-data and post-data), or apply it to --target')
+  .option('--source <url>', 'source database URL (env PGFERRY_SOURCE_URL)')
+  .option('--target <url>', 'target database URL (env PGFERRY_TARGET_URL); without it the full script is printed')
+  .option('--tables <list>', 'comma-separated tables, schema.table (default all)')
+  .option('--dry-run', 'with --target: print what the target lacks without applying it')
+  .action(async (flags: { source?: string; target?: string; tables?: string; dryRun?: boolean }) => {
+    const { runSchemaCommand } = await import('./commands/schema.js');
+    process.exitCode = await runSchemaCommand(flags, (text) => process.stdout.write(text));
+  });
+
+program
+  .command('verify')
+  .description('compare every table (row counts, chunked content hashes, differing rows), sequences and schema objects')
+  .option('--source <url>', 'source database URL (env PGFERRY_SOURCE_URL)')
+  .option('--target <url>', 'target database URL (env PGFERRY_TARGET_URL)')
+  .option('--tables <list>', 'comma-separated tables, schema.table (default all)')
+  .option('--json', 'print the report as JSON')
+  .option('--chunk-rows <n>', 'rows per hashed chunk (default 10000)')
+  .option('--slot <name>', "the running migration's slot: differing chunks are re-read once it has caught up (env PGFERRY_SLOT, default pgferry)")
+  .option('--strict-sequences', 'differing sequence values count as a difference (after cutover)')
+  .action(async (flags: { source?: string; target?: string; tables?: string; json?: boolean; chunkRows?: string; slot?: string; strictSequences?: boolean }) => {
+    const { runVerifyCommand } = await import('./commands/verify.js');
+    const progress = (text: string): void => void (process.stderr.isTTY ? process.stderr.write(`\rverify: ${text}\u001b[K`) : undefined);
+    process.exitCode = await runVerifyCommand(flags, (text) => process.stdout.write(process.stderr.isTTY ? `\r\u001b[K${text}` : text), progress);
   });
 
 program

@@ -10,6 +10,7 @@ export const ErrorCodes = {
   APPLY: 'PGFERRY_ERR_APPLY',
   COPY: 'PGFERRY_ERR_COPY',
   STATE: 'PGFERRY_ERR_STATE',
+  SCHEMA: 'PGFERRY_ERR_SCHEMA',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -40,6 +41,14 @@ export class PreflightError extends PgferryError {
   constructor(message: string) {
     super(ErrorCodes.PREFLIGHT, message);
     this.name = 'PreflightError';
+  }
+}
+
+/** Schema copy cannot proceed: an object on the target differs, or the target lacks an extension. Fatal. */
+export class SchemaError extends PgferryError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.SCHEMA, message, cause === undefined ? {} : { cause });
+    this.name = 'SchemaError';
   }
 }
 

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Settings } from './config/settings.js';
 import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionError } from './errors.js';
 import type { Logger } from './observability/logger.js';
+import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
 import { qualified, tableKey } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
@@ -11,8 +12,10 @@ import { ReplicationStream, type StreamEvent } from './source/replication-stream
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
+import { copySchemaPhase } from './schema/copy-schema.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
-import type { MigrationStatus } from './status.js';
+import { copyEtaSeconds, type MigrationStatus } from './status.js';
+import { estimateRows } from './source/estimates.js';
 
 /**
  * Session settings on both sides: every value's text form unambiguous (dates, intervals, floats,
@@ -25,6 +28,12 @@ const QUEUE_HIGH = 10_000;
 const QUEUE_HIGH_BYTES = 64 * 1024 * 1024;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
+/** How long a stop waits for the transaction in flight to commit before rolling it back instead. */
+const STOP_GRACE_MS = 20_000;
+/** How often copy progress is logged during the initial copy. */
+const COPY_LOG_INTERVAL_MS = 10_000;
+/** While the slot stays above the retention warning, the warning is repeated this often. */
+const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
 
 /**
  * One migration from source to target: preflight, publication and slot, initial copy under the
@@ -44,15 +53,42 @@ export class Migration {
   private monitor: NodeJS.Timeout | null = null;
   private tables: SourceTable[] = [];
   private closeMonitor: () => Promise<void> = async () => {};
+  /** A problem found outside the streaming loop (an invalidated slot) that ends the run. */
+  private fatal: PgferryError | null = null;
+  /** Set when a stop's grace period ran out: the transaction in flight is rolled back. */
+  private abandoned = false;
+  private applyTarget: pg.Client | null = null;
+  /** A source transaction has begun and is not yet committed on the target. */
+  private inFlight = false;
+  /** Which side the current replication session's failure came from, when the error does not say. */
+  private failingSide: Side = 'target';
+  /** Settles when {@link run} has returned. */
+  private idle: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly settings: Settings,
     private readonly status: MigrationStatus,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Runs until {@link stop}. Rejects only for problems a retry cannot fix (preflight, lost slot). */
   async run(): Promise<void> {
+    let finished: () => void = () => {};
+    this.idle = new Promise<void>((resolve) => (finished = resolve));
+    const ticker = this.startTicker();
+    try {
+      await this.runPhases();
+    } catch (err) {
+      this.metrics.errors.inc({ kind: errorKind(err, 'other') });
+      throw err;
+    } finally {
+      clearInterval(ticker);
+      finished();
+    }
+  }
+
+  private async runPhases(): Promise<void> {
     try {
       await this.prepare();
     } catch (err) {
@@ -66,10 +102,14 @@ export class Migration {
       const started = Date.now();
       try {
         await this.streamOnce();
+        if (this.fatal) throw this.fatal;
       } catch (err) {
+        if (this.fatal) throw this.fatal;
         if (this.stopping) break;
         if (err instanceof PreflightError) throw err;
         const retryable = isConnectionError(err) || (err instanceof PgferryError && err.retryable);
+        this.metrics.errors.inc({ kind: errorKind(err, 'apply') });
+        this.metrics.reconnects.inc({ side: sideOf(err, this.failingSide) });
         this.status.lastError = describeError(err);
         if (!retryable) this.status.phase = 'failed';
         this.log.error({ err, retryInMs: delay }, retryable ? 'replication interrupted; reconnecting' : 'apply failed; retrying from the last committed position');
@@ -80,14 +120,57 @@ export class Migration {
     }
   }
 
-  /** Stops streaming; the transaction in flight is rolled back (it was never confirmed). */
-  async stop(): Promise<void> {
+  /**
+   * Stops gracefully and resolves once the run has ended and its connections are closed. An
+   * initial copy is abandoned (the next start redoes it). While streaming, the source transaction
+   * in flight is applied, committed and its end confirmed to the slot first; if that takes longer
+   * than `graceMs`, it is rolled back instead (never confirmed: the next start applies it again).
+   */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     this.stopping = true;
     this.aborted.abort();
     if (this.monitor) clearInterval(this.monitor);
     this.wake?.();
-    await this.stream?.stop().catch(() => {});
+    if (this.inFlight) this.log.info({ graceMs }, 'stop requested: finishing the source transaction in flight first');
+    const force = setTimeout(() => {
+      this.abandoned = true;
+      this.log.warn({ graceMs }, 'the transaction in flight did not commit in time; rolling it back (the next start applies it again)');
+      this.wake?.();
+      void this.stream?.stop().catch(() => {});
+      void this.applyTarget?.end().catch(() => {}); // unblocks a statement that hangs on the target
+    }, graceMs);
+    try {
+      await this.idle;
+    } finally {
+      clearTimeout(force);
+    }
     await this.closeMonitor();
+  }
+
+  /** Ends the run with `err` (a problem no retry can fix), stopping the replication session. */
+  private failFatal(err: PgferryError): void {
+    if (this.fatal || this.stopping) return;
+    this.fatal = err;
+    this.wake?.();
+    void this.stream?.stop().catch(() => {});
+  }
+
+  /** Samples rates once a second; logs copy progress during the initial copy. */
+  private startTicker(): NodeJS.Timeout {
+    let lastLog = Date.now();
+    const ticker = setInterval(() => {
+      this.status.sample();
+      if (this.status.phase !== 'snapshot' || Date.now() - lastLog < COPY_LOG_INTERVAL_MS) return;
+      lastLog = Date.now();
+      const tables = [...this.status.tables];
+      for (const [table, t] of tables.filter(([, t]) => t.state === 'copying')) {
+        const eta = copyEtaSeconds(this.status, table);
+        this.log.info({ table, rowsCopied: t.rowsCopied, estimatedRows: this.status.estimatedRows.get(table) ?? null, etaSeconds: eta === null ? null : Math.round(eta) }, 'copying');
+      }
+      this.log.info({ copied: tables.filter(([, t]) => t.state === 'copied').length, tables: tables.length }, 'initial copy progress');
+    }, 1_000);
+    ticker.unref();
+    return ticker;
   }
 
   private source(): pg.ClientConfig {
@@ -103,6 +186,7 @@ export class Migration {
     const { slot, publication } = this.settings;
     const source = await connect(this.source(), 'source');
     const target = await connect(this.target(), 'target');
+    this.status.connected.source = this.status.connected.target = true;
     try {
       const listed = await listSourceTables(source, this.settings.tables);
       if (listed.missing.length > 0) {
@@ -117,7 +201,7 @@ export class Migration {
       const existing = await readSlot(source, slot);
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
-        if (existing.walStatus === 'lost') throw new PreflightError(`source: replication slot ${slot} was invalidated (the source removed WAL it needed; see max_slot_wal_keep_size); start over with pgferry cleanup, then pgferry start`);
+        if (existing.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
         await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
@@ -128,9 +212,12 @@ export class Migration {
       if (!state && existing) {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
+      // Schema copy, pre-data: on a fresh start or a redone copy only (never on resume), before the target's table checks.
+      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log });
       await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
+      for (const [table, rows] of await estimateRows(source, this.tables)) this.status.estimatedRows.set(table, rows);
       await beginSnapshotPhase(target, slot, this.tables);
       let exported: ExportedSlot | null = null;
       for (let attempt = 1; !exported; attempt++) {
@@ -157,10 +244,13 @@ export class Migration {
           await candidate.release().catch(() => {});
         }
       }
+      // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming.
+      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log });
       await beginStreamingPhase(target, slot, exported.consistentPoint);
       this.status.appliedLsn = exported.consistentPoint;
       this.log.info({ consistentPoint: formatLsn(exported.consistentPoint) }, 'initial copy complete; streaming');
     } finally {
+      this.status.connected.source = this.status.connected.target = false;
       await source.end().catch(() => {});
       await target.end().catch(() => {});
     }
@@ -168,7 +258,9 @@ export class Migration {
 
   /** One replication session: runs until the connection drops, apply fails, or stop. */
   private async streamOnce(): Promise<void> {
+    this.failingSide = 'target';
     const target = await connect(this.target(), 'target');
+    this.applyTarget = target;
     const applier = new Applier(target, this.settings.slot, this.log);
     const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log);
     this.stream = stream;
@@ -182,6 +274,7 @@ export class Migration {
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
       // The slot may already be confirmed past `applied` (idle positions are not stored): never report less.
+      this.status.connected.target = true;
       const slot = await this.checkSlot();
       let confirmable: Lsn = maxLsn(applied, slot.confirmedFlush ?? applied);
       if (this.status.phase !== 'failed') this.status.phase = 'streaming';
@@ -196,6 +289,7 @@ export class Migration {
 
       let queuedBytes = 0;
       const running = stream.run(applied, (e) => {
+        if (e.kind === 'message' && e.message.tag === 'begin') this.status.pendingCommits.push(pgTimestampToMs(e.message.commitTime));
         queue.push(e);
         queuedBytes += e.kind === 'message' ? e.bytes : 0;
         if (!paused && (queue.length >= QUEUE_HIGH || queuedBytes >= QUEUE_HIGH_BYTES)) {
@@ -209,10 +303,14 @@ export class Migration {
         this.wake?.();
       });
       timer = setInterval(() => confirm(true), STATUS_INTERVAL_MS);
+      this.status.connected.source = true;
 
       let inTransaction = false;
       let skipping = false;
-      while (!this.stopping && !ended) {
+      let began = 0;
+      // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
+      while (!ended && !this.fatal && !this.abandoned && (!this.stopping || inTransaction)) {
+        this.inFlight = inTransaction;
         const event = queue.shift();
         if (!event) {
           await new Promise<void>((resolve) => (this.wake = resolve));
@@ -233,6 +331,7 @@ export class Migration {
         switch (m.tag) {
           case 'begin':
             inTransaction = true;
+            began = performance.now();
             // The server may resend a transaction that ends at or before what the target holds.
             skipping = m.finalLsn < applied;
             break;
@@ -246,18 +345,26 @@ export class Migration {
             if (!skipping) await applier.change(m);
             break;
           case 'commit': {
-            inTransaction = false;
             if (skipping) {
               skipping = false;
+              inTransaction = false;
+              this.transactionDone(m.commitTime);
               break;
             }
             const counts = await applier.commit(m.endLsn);
+            inTransaction = false;
+            this.transactionDone(m.commitTime);
             applied = maxLsn(applied, m.endLsn);
             confirmable = maxLsn(confirmable, m.endLsn);
             if (counts) {
               this.status.appliedLsn = applied;
               this.status.transactionsApplied++;
               for (const c of counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
+              this.metrics.transactionsApplied.inc();
+              this.metrics.applyBatchDuration.observe((performance.now() - began) / 1000);
+              for (const [table, c] of counts) {
+                for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
+              }
             }
             if (this.status.phase === 'failed') this.status.phase = 'streaming';
             this.status.lastError = null;
@@ -268,9 +375,21 @@ export class Migration {
             break; // origin, type, message: nothing to apply
         }
       }
+      if (this.stopping && !ended && !this.abandoned && !this.fatal) {
+        confirm(true); // everything committed so far, including the transaction that was in flight
+        this.log.info({ appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) }, 'stopped between transactions; the last committed position is confirmed');
+      }
+      this.failingSide = 'source';
       if (ended && !this.stopping) await running; // surfaces why the stream ended
     } finally {
       if (timer) clearInterval(timer);
+      this.inFlight = false;
+      this.status.connected.source = this.status.connected.target = false;
+      // Received but unapplied transactions are sent again; lag keeps counting from the oldest.
+      const oldest = this.status.pendingCommits[0];
+      if (oldest !== undefined) this.status.unappliedSince = Math.min(this.status.unappliedSince ?? oldest, oldest);
+      this.status.pendingCommits.length = 0;
+      this.applyTarget = null;
       this.stream = null;
       await stream.stop().catch(() => {});
       await applier.rollback().catch(() => {});
@@ -285,17 +404,28 @@ export class Migration {
     try {
       const state = await readSlot(source, slot);
       if (!state) throw new PreflightError(`source: replication slot ${slot} has disappeared, so changes since the last confirmed position are lost; start over with pgferry cleanup, then pgferry start`);
-      if (state.walStatus === 'lost') throw new PreflightError(`source: replication slot ${slot} was invalidated (the source removed WAL it needed; see max_slot_wal_keep_size); start over with pgferry cleanup, then pgferry start`);
+      if (state.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
       return state;
     } finally {
       await source.end().catch(() => {});
     }
   }
 
-  /** Polls the source's WAL position (for lag) and watches the slot for invalidation. */
+  /** A source transaction (committed at `commitTime`, source clock) was applied or skipped: it no longer lags. */
+  private transactionDone(commitTime: bigint): void {
+    this.status.pendingCommits.shift();
+    if (this.status.unappliedSince !== null && pgTimestampToMs(commitTime) >= this.status.unappliedSince) this.status.unappliedSince = null;
+  }
+
+  /**
+   * Polls the source once a second: its WAL position (lag bytes), its clock (lag seconds are
+   * measured against it), and the slot's WAL retention and `wal_status`. Warns above the retention
+   * threshold; a slot the source invalidated ends the run with the recovery commands.
+   */
   private startMonitor(): void {
     let client: pg.Client | null = null;
     let busy = false;
+    let warnedAt = 0;
     const poll = async (): Promise<void> => {
       if (busy || this.stopping) return;
       busy = true;
@@ -304,8 +434,36 @@ export class Migration {
           client = await connect(this.source(), 'source');
           client.on('error', () => (client = null));
         }
-        const { rows: [r] } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-        if (r) this.status.sourceLsn = parseLsn(r.lsn);
+        const sent = Date.now();
+        const { rows: [r] } = await client.query<{ lsn: string; now_ms: number; wal_status: string | null; retained: number | null }>(
+          `SELECT pg_current_wal_lsn()::text AS lsn, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now_ms,
+                  s.wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::float8 AS retained
+             FROM (SELECT 1) AS one LEFT JOIN pg_replication_slots s ON s.slot_name = $1`,
+          [this.settings.slot],
+        );
+        if (!r) return;
+        this.status.sourceLsn = parseLsn(r.lsn);
+        this.status.sourceClockOffsetMs = r.now_ms - (sent + Date.now()) / 2;
+        this.status.slotRetainedBytes = r.retained;
+        this.status.slotWalStatus = r.wal_status;
+        if (r.wal_status === 'lost') {
+          this.log.error({ slot: this.settings.slot }, lostSlotMessage(this.settings));
+          this.failFatal(new PreflightError(lostSlotMessage(this.settings)));
+          return;
+        }
+        const limit = this.settings.slotRetentionWarningBytes;
+        if (r.retained !== null && r.retained > limit) {
+          if (Date.now() - warnedAt > RETENTION_WARN_INTERVAL_MS) {
+            warnedAt = Date.now();
+            this.log.warn(
+              { slot: this.settings.slot, retainedWalBytes: r.retained, warningBytes: limit, walStatus: r.wal_status },
+              'the slot holds back more source WAL than slotRetentionWarning: the source disk fills while pgferry lags; check /status lastError and the target',
+            );
+          }
+        } else if (warnedAt !== 0) {
+          warnedAt = 0;
+          this.log.info({ slot: this.settings.slot, retainedWalBytes: r.retained }, 'slot retention back under slotRetentionWarning');
+        }
       } catch {
         await client?.end().catch(() => {});
         client = null;
@@ -330,6 +488,33 @@ export class Migration {
       };
     });
   }
+}
+
+/** The one-line explanation of an invalidated slot, with the commands that recover. */
+function lostSlotMessage(settings: Settings): string {
+  const { slot, publication } = settings;
+  const names = `${slot === 'pgferry' ? '' : ` --slot ${slot}`}${publication === 'pgferry' ? '' : ` --publication ${publication}`}`;
+  return `source: replication slot ${slot} was invalidated (wal_status = lost: the source removed WAL it still needed, see max_slot_wal_keep_size), so the migration cannot continue; start over with pgferry cleanup${names}, then pgferry start, with the same settings (the copy is redone)`;
+}
+
+/** Microseconds since 2000-01-01 UTC (a pgoutput `TimestampTz`) as milliseconds since the Unix epoch. */
+function pgTimestampToMs(us: bigint): number {
+  return Number(us / 1000n) + 946_684_800_000;
+}
+
+/** The `kind` label of `pgferry_errors_total` for an error; `fallback` for errors pgferry did not raise itself. */
+function errorKind(err: unknown, fallback: (typeof ERROR_KINDS)[number]): string {
+  if (err instanceof PgferryError) {
+    const kind = err.code.replace(/^PGFERRY_ERR_/, '').toLowerCase();
+    return (ERROR_KINDS as readonly string[]).includes(kind) ? kind : 'other';
+  }
+  return isConnectionError(err) ? 'connection' : fallback;
+}
+
+/** Which side an error came from: its message says (`source: ...`), else `fallback`. */
+function sideOf(err: unknown, fallback: Side): Side {
+  const message = err instanceof Error ? err.message : '';
+  return message.startsWith('source') ? 'source' : message.startsWith('target') ? 'target' : fallback;
 }
 
 /** Runs both preflights and reports the problems of both sides in one error. */

@@ -16,6 +16,9 @@ type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 const INSERT_BATCH_ROWS = 5_000;
 const STATEMENT_BATCH = 500;
 const KEYED_BATCH_ROWS = 1_000;
+/** A group commits after this many source transactions or this long since it opened, whichever first. */
+const GROUP_TRANSACTIONS = 1_000;
+const GROUP_MS = 200;
 const BATCH_BYTES = 8 * 1024 * 1024;
 /** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 8;
@@ -44,6 +47,8 @@ export class Applier {
   private keyed: { op: 'update' | 'delete'; plan: RelationPlan; set: number[]; rows: (string | null)[][]; keys: Set<string>; bytes: number } | null = null;
   private statementBytes = 0;
   private counts: ChangeCounts = new Map();
+  /** The source transactions in the open target transaction: how many, and where the last one ends. */
+  private group: { endLsn: Lsn | null; transactions: number; openedAt: number } = { endLsn: null, transactions: 0, openedAt: 0 };
 
   constructor(
     private readonly client: pg.Client,
@@ -104,11 +109,12 @@ export class Applier {
     };
   }
 
-  /** Opens the target transaction for a source transaction. */
+  /** Opens the target transaction (a group of one or more source transactions). */
   async begin(): Promise<void> {
     await this.client.query('BEGIN');
     this.open = true;
     this.counts = new Map();
+    this.group = { endLsn: null, transactions: 0, openedAt: performance.now() };
   }
 
   /** Applies one row change or truncate inside the open transaction. */
@@ -177,18 +183,51 @@ export class Applier {
   }
 
   /**
-   * Commits the source transaction ending at `endLsn`, with that LSN stored in the same target
-   * transaction. Returns what it applied, or null when the source transaction touched nothing
-   * pgferry replicates (no target transaction was opened).
+   * Marks the end of the source transaction ending at `endLsn`. Its changes stay in the open target
+   * transaction, which may hold several source transactions (a group): many small transactions
+   * then cost one target commit. Nothing is durable until {@link commitGroup}.
+   * Returns false when no group is open (the transaction had nothing to apply).
    */
-  async commit(endLsn: Lsn): Promise<ChangeCounts | null> {
-    if (!this.open) return null;
+  endTransaction(endLsn: Lsn): boolean {
+    if (!this.open) return false;
+    this.group.endLsn = endLsn;
+    this.group.transactions++;
+    return true;
+  }
+
+  /** A target transaction holds applied but uncommitted source transactions. */
+  get groupOpen(): boolean {
+    return this.open;
+  }
+
+  /** The open group is big or old enough to commit now (bounds lag and the target transaction's size). */
+  groupDue(): boolean {
+    return this.open && (this.group.transactions >= GROUP_TRANSACTIONS || performance.now() - this.group.openedAt >= GROUP_MS);
+  }
+
+  /**
+   * Commits the open group, with the end LSN of its last complete source transaction stored in the
+   * same target transaction (`synchronous_commit = on`: durable once this returns). Changes of an
+   * unfinished source transaction must not be in the group: call it only between transactions.
+   * Returns the committed position, or null when there was nothing to commit.
+   */
+  async commitGroup(): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
+    if (!this.open || this.group.endLsn === null) return null;
     await this.flushInserts();
     await this.flushStatements();
-    await saveAppliedLsn(this.client, this.slot, endLsn);
+    await saveAppliedLsn(this.client, this.slot, this.group.endLsn);
     await this.client.query('COMMIT');
     this.open = false;
-    return this.counts;
+    return { lsn: this.group.endLsn, transactions: this.group.transactions, counts: this.counts };
+  }
+
+  /**
+   * Ends the source transaction ending at `endLsn` and commits it at once (no grouping).
+   * Returns what it applied, or null when it touched nothing pgferry replicates.
+   */
+  async commit(endLsn: Lsn): Promise<ChangeCounts | null> {
+    if (!this.endTransaction(endLsn)) return null;
+    return (await this.commitGroup())?.counts ?? null;
   }
 
   /** Rolls back an open transaction (after a failure; safe to call at any time). */

@@ -29,7 +29,7 @@ export async function preflightTarget(client: pg.Client, tables: SourceTable[], 
       [qualified(t)],
     );
     if (rows.length === 0) {
-      problems.push(`target: table ${tableKey(t)} does not exist; create it on the target first (schema copy is not available yet)`);
+      problems.push(`target: table ${tableKey(t)} does not exist; create it on the target first, or leave schema copy on (--schema-copy=true)`);
       continue;
     }
     const missing = t.columns.filter((c) => !rows.some((r) => r.name === c && r.generated === ''));

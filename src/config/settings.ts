@@ -18,6 +18,10 @@ export interface Settings {
   tables: TableName[];
   apiToken: string | undefined;
   logLevel: string;
+  /** Create the source's schema on the target (pre-data before the copy, post-data after it). */
+  schemaCopy: boolean;
+  /** Source WAL retained by the slot above which pgferry warns (log and metric), in bytes. */
+  slotRetentionWarningBytes: number;
 }
 
 /** Raw values as they come from a file, the environment or flags; all optional. */
@@ -31,6 +35,8 @@ export interface RawSettings {
   tables?: unknown;
   apiToken?: unknown;
   logLevel?: unknown;
+  schemaCopy?: unknown;
+  slotRetentionWarning?: unknown;
 }
 
 /** Where each setting can come from; the names a user sees in errors. */
@@ -44,9 +50,11 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'tables', flag: '--tables', env: 'PGFERRY_TABLES' },
   { key: 'apiToken', flag: '--api-token', env: 'PGFERRY_API_TOKEN' },
   { key: 'logLevel', flag: '--log-level', env: 'PGFERRY_LOG_LEVEL' },
+  { key: 'schemaCopy', flag: '--schema-copy', env: 'PGFERRY_SCHEMA_COPY' },
+  { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
 ];
 
-const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info' };
+const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB' };
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -128,6 +136,13 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const logLevel = str('logLevel') ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`${where('logLevel')}: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
 
+  const retentionText = str('slotRetentionWarning') ?? DEFAULTS.slotRetentionWarning;
+  const slotRetentionWarningBytes = parseSize(retentionText);
+  if (slotRetentionWarningBytes === null) problems.push(`${where('slotRetentionWarning')}: "${retentionText}" is not a size (bytes, or a number with kB, MB, GB or TB, e.g. 10GB)`);
+
+  const schemaCopy = parseBoolean(raw.schemaCopy);
+  if (schemaCopy === null) problems.push(`${where('schemaCopy')}: "${String(raw.schemaCopy)}" is not true or false`);
+
   const httpHost = str('httpHost') ?? DEFAULTS.httpHost;
   const apiToken = str('apiToken') || undefined;
 
@@ -144,7 +159,19 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     tables,
     apiToken,
     logLevel,
+    schemaCopy: schemaCopy ?? true,
+    slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
   };
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+
+/** Parses a size the way PostgreSQL writes them (`512MB`, `10GB`; units are powers of 1024); null if malformed. */
+export function parseSize(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return null;
+  return Math.round(Number(m[1]) * unit);
 }
 
 function readConfigFile(from: string, path: string): Record<string, unknown> {
@@ -163,6 +190,16 @@ function readConfigFile(from: string, path: string): Record<string, unknown> {
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${from}: ${path} must hold a mapping of settings`);
   return doc as Record<string, unknown>;
+}
+
+/** true/false (also on/off, yes/no, 1/0); undefined means the default (true); null is invalid. */
+function parseBoolean(v: unknown): boolean | null {
+  if (v === undefined || v === null || v === '') return true;
+  if (typeof v === 'boolean') return v;
+  const text = String(v).trim().toLowerCase();
+  if (['true', 'on', 'yes', '1'].includes(text)) return true;
+  if (['false', 'off', 'no', '0'].includes(text)) return false;
+  return null;
 }
 
 /** Splits `a, "b,c".d` on commas outside double quotes. */

@@ -59,7 +59,7 @@ export async function runDemo(opts: { httpPort: number }): Promise<{ stop(): Pro
     const settings = loadSettings({ source: source.url('shop'), target: target.url('shop'), httpPort: opts.httpPort }, {});
     app = await startApp(settings, createLogger(process.env['PGFERRY_LOG_LEVEL'] ?? 'info'));
     const a = app;
-    say(`pgferry is migrating; watch ${app.url}/status  (Ctrl-C stops and compares source and target)`);
+    say(`pgferry is migrating; watch ${app.url}/status or ${app.url}/metrics, or run: node dist/cli.js status --url ${app.url}  (Ctrl-C stops and compares source and target)`);
     ticker = setInterval(() => {
       const s = statusJson(a.status);
       say(`phase=${String(s['phase'])} applied=${String(s['appliedLsn'])} lagBytes=${String(s['lagBytes'])} transactions=${String(s['transactionsApplied'])} sourceWrites=${writes}`);

@@ -3,16 +3,21 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadSettings, type RawSettings } from '../../src/config/settings.js';
 import { startApp, type App } from '../../src/app.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { fingerprint } from '../../src/demo/sample.js';
 import { waitFor } from './databases.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
-/** Starts pgferry in this process (HTTP on a free port). */
-export async function startInProcess(flags: RawSettings): Promise<App> {
+/** Starts pgferry in this process (HTTP on a free port); `log` replaces the default (silent) logger. */
+export async function startInProcess(flags: RawSettings, opts: { log?: Logger } = {}): Promise<App> {
   const settings = loadSettings({ httpPort: 0, ...flags }, {});
-  return startApp(settings, createLogger(process.env['PGFERRY_TEST_LOG'] ?? 'silent', { pretty: false }));
+  return startApp(settings, opts.log ?? createLogger(process.env['PGFERRY_TEST_LOG'] ?? 'silent', { pretty: false }));
+}
+
+/** A logger writing JSON lines into `lines`, at `level`. */
+export function captureLogger(lines: string[], level = 'debug'): Logger {
+  return createLogger(level, { pretty: false, destination: { write: (line: string) => void lines.push(line) } });
 }
 
 /** Starts the built CLI (`pgferry start`) as a child process, so it can be killed with SIGKILL. */

@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { buildSchema, columnDefinition, createTable, indexStatement } from '../../../src/schema/ddl.js';
+import { emptyCatalog, type CatalogColumn, type CatalogTable, type SchemaCatalog } from '../../../src/schema/model.js';
+import { planSchema, renderPlan, scopeCatalog } from '../../../src/schema/plan.js';
+
+const col = (name: string, type: string, extra: Partial<CatalogColumn> = {}): CatalogColumn => ({
+  name, type, collation: null, notNull: false, defaultExpr: null, identity: '', identitySequence: null, generated: '', generatedExpr: null, isLocal: true, comment: null, ...extra,
+});
+
+const table = (schema: string, name: string, columns: CatalogColumn[], extra: Partial<CatalogTable> = {}): CatalogTable => ({
+  schema, name, kind: 'r', unlogged: false, columns, partitionKey: null, partitionOf: null, inherits: [], replicaIdentity: 'd', replicaIdentityIndex: null, options: [],
+  owner: 'app', grants: [], comment: null, ...extra,
+});
+
+function catalog(extra: Partial<SchemaCatalog>): SchemaCatalog {
+  return { ...emptyCatalog(), serverMajor: 14, ...extra };
+}
+
+const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres' };
+
+describe('schema DDL (pure)', () => {
+  it('quotes every identifier and writes identity, generated, collation, default and NOT NULL', () => {
+    expect(columnDefinition(col('Display Name', 'text', { collation: 'pg_catalog."C"', defaultExpr: "'x'::text", notNull: true }))).toBe(
+      `"Display Name" text COLLATE pg_catalog."C" DEFAULT 'x'::text NOT NULL`,
+    );
+    expect(columnDefinition(col('total', 'numeric', { generated: 's', generatedExpr: '(qty * 2)' }))).toBe('"total" numeric GENERATED ALWAYS AS ((qty * 2)) STORED');
+    const identity = col('Id', 'bigint', {
+      identity: 'a', notNull: true,
+      identitySequence: { schema: 'My S', name: 'T_Id_seq', dataType: 'bigint', start: '100', increment: '2', min: '1', max: '9223372036854775807', cache: '1', cycle: false },
+    });
+    expect(columnDefinition(identity)).toBe(
+      '"Id" bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME "My S"."T_Id_seq" START WITH 100 INCREMENT BY 2 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL',
+    );
+  });
+
+  it('creates partitions with PARTITION OF and inheritance children with their own columns only', () => {
+    expect(createTable(table('public', 'm_2025', [col('id', 'int')], { partitionOf: { schema: 'public', name: 'm', bound: "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')" } }))).toBe(
+      `CREATE TABLE "public"."m_2025" PARTITION OF "public"."m" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`,
+    );
+    const child = table('public', 'chi', [col('id', 'integer', { isLocal: false }), col('extra', 'integer')], { inherits: [{ schema: 'public', name: 'par' }] });
+    expect(createTable(child)).toBe('CREATE TABLE "public"."chi" (\n  "extra" integer\n) INHERITS ("public"."par")');
+    expect(indexStatement('CREATE INDEX i ON ONLY public.m USING btree (x)', true)).toBe('CREATE INDEX i ON public.m USING btree (x)');
+  });
+
+  it('orders pre-data before post-data, adds foreign keys NOT VALID then validates them on their own', () => {
+    const built = buildSchema(catalog({
+      schemas: [{ name: 'Sales', owner: 'app', grants: [], comment: 'it\'s sales' }],
+      extensions: [{ name: 'citext', schema: 'public', version: '1.6' }],
+      tables: [table('Sales', 'Orders', [col('id', 'integer', { notNull: true }), col('customer', 'integer')])],
+      constraints: [
+        { schema: 'Sales', table: 'Orders', name: 'Orders_pkey', type: 'p', def: 'PRIMARY KEY (id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: null, comment: null },
+        { schema: 'Sales', table: 'Orders', name: 'fk', type: 'f', def: 'FOREIGN KEY (customer) REFERENCES "Sales"."Customers"(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: { schema: 'Sales', name: 'Customers' }, comment: null },
+      ],
+    }));
+    const plan = planSchema(built, null, null);
+    const pre = plan.preData.flatMap((o) => o.statements);
+    expect(pre[0]).toBe('CREATE SCHEMA "Sales"');
+    expect(pre[1]).toBe('CREATE EXTENSION IF NOT EXISTS "citext" WITH SCHEMA "public"');
+    expect(pre).toContain('ALTER TABLE ONLY "Sales"."Orders" ADD CONSTRAINT "Orders_pkey" PRIMARY KEY (id)');
+    const post = plan.postData;
+    const fk = post.findIndex((o) => o.statements[0]!.endsWith('NOT VALID'));
+    const validate = post.findIndex((o) => o.statements[0] === 'ALTER TABLE "Sales"."Orders" VALIDATE CONSTRAINT "fk"');
+    expect(fk).toBeGreaterThanOrEqual(0);
+    expect(validate).toBeGreaterThan(fk);
+    expect(post[validate]!.ownTransaction).toBe(true);
+    expect(post.flatMap((o) => o.statements)).toContain(`COMMENT ON SCHEMA "Sales" IS 'it''s sales'`);
+    expect(post.at(-1)!.statements).toEqual(['ANALYZE "Sales"."Orders"']);
+    const script = renderPlan(plan, ['test']);
+    expect(script.indexOf('pre-data')).toBeLessThan(script.indexOf('post-data'));
+  });
+
+  it('leaves matching objects alone, names the first difference, and names a missing extension', () => {
+    const source = buildSchema(catalog({ extensions: [{ name: 'hstore', schema: 'public', version: '1.8' }], tables: [table('public', 'kv', [col('id', 'integer', { notNull: true }), col('v', 'text')])] }));
+    const same = buildSchema(catalog({ tables: [table('public', 'kv', [col('id', 'integer', { notNull: true }), col('v', 'text')])] }));
+    const differs = buildSchema(catalog({ tables: [table('public', 'kv', [col('id', 'integer', { notNull: true }), col('v', 'bigint')])] }));
+    const ok = planSchema(source, same, { ...facts, availableExtensions: new Set(['hstore']) });
+    expect(ok.conflicts).toEqual([]);
+    expect(ok.preData.map((o) => o.label)).toEqual(['extension "hstore"']);
+    const bad = planSchema(source, differs, facts);
+    expect(bad.conflicts).toContain('target: extension hstore (used on the source) is not available on the target server; install the extension\'s package on the target server, or start with --schema-copy=false and create the schema yourself');
+    expect(bad.conflicts).toContain('target: table "public"."kv" differs from the source (column "v": text on the source, bigint on the target); change or drop it on the target, or start with --schema-copy=false');
+  });
+
+  it('compares a view by its columns across major versions, and by its definition within one', () => {
+    const view = (def: string, major: number) => buildSchema(catalog({ serverMajor: major, views: [{ schema: 'public', name: 'v', kind: 'v', def, columns: '"id" integer', options: [], owner: 'postgres', grants: [], comment: null, columnComments: [] }] }));
+    expect(planSchema(view(' SELECT t.id FROM public.t;', 14), view(' SELECT id FROM public.t;', 18), facts).conflicts).toEqual([]);
+    expect(planSchema(view(' SELECT t.id FROM public.t;', 18), view(' SELECT t.id + 1 AS id FROM public.t;', 18), facts).conflicts).toHaveLength(1);
+  });
+
+  it('skips a partition whose parent already exists on the target, and owners and grants for missing roles', () => {
+    const parent = table('public', 'part', [col('id', 'integer')], { kind: 'p', partitionKey: 'LIST (id)' });
+    const partition = table('public', 'part_1', [col('id', 'integer', { isLocal: false })], { partitionOf: { schema: 'public', name: 'part', bound: 'FOR VALUES IN (1)' }, owner: 'ghost', grants: [{ grantee: 'ghost', privilege: 'SELECT', grantable: false }] });
+    const plan = planSchema(buildSchema(catalog({ tables: [parent, partition] })), buildSchema(catalog({ tables: [parent] })), facts);
+    expect(plan.conflicts).toEqual([]);
+    expect(plan.preData).toEqual([]);
+    expect(plan.notes.join('\n')).toContain('table "public"."part_1" is not created');
+  });
+
+  it('narrows to --tables: partitions follow their parent, foreign keys to other tables and views are left out', () => {
+    const full = catalog({
+      tables: [table('public', 'a', []), table('public', 'b', []), table('public', 'a_1', [], { partitionOf: { schema: 'public', name: 'a', bound: 'DEFAULT' } })],
+      constraints: [{ schema: 'public', table: 'a', name: 'a_b', type: 'f', def: 'FOREIGN KEY (x) REFERENCES public.b(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: { schema: 'public', name: 'b' }, comment: null }],
+    });
+    const { catalog: scoped, notes } = scopeCatalog(full, [{ schema: 'public', name: 'a' }]);
+    expect(scoped.tables.map((t) => t.name)).toEqual(['a', 'a_1']);
+    expect(scoped.constraints).toEqual([]);
+    expect(notes[0]).toContain('references "public"."b"');
+  });
+});

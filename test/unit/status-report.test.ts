@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatusReport } from '../../src/status-report.js';
+
+describe('formatStatusReport', () => {
+  it('shows copy progress with percent and ETA, and flags slot retention above the threshold', () => {
+    const out = formatStatusReport({
+      phase: 'snapshot',
+      lagBytes: 3 * 1024 * 1024,
+      lagSeconds: 0,
+      changesApplied: 0,
+      transactionsApplied: 0,
+      changesPerSecond: null,
+      lastError: null,
+      connected: { source: true, target: true },
+      slot: { retainedWalBytes: 12 * 1024 ** 3, walStatus: 'extended', retentionWarningBytes: 10 * 1024 ** 3 },
+      tables: {
+        'public.orders': { state: 'copying', rowsCopied: 250_000, estimatedRows: 1_000_000, etaSeconds: 95 },
+        'public.customers': { state: 'copied', rowsCopied: 20_000 },
+        'public.events': { state: 'pending', rowsCopied: 0, estimatedRows: 5_000 },
+      },
+    });
+    expect(out).toContain('lag         3.0 MB of source WAL, 0.0 s behind the source\n');
+    expect(out).toContain('slot        retains 12.0 GB of source WAL (warning above 10.0 GB), wal_status extended   WARNING: above the threshold\n');
+    expect(out).toContain('initial copy: 1 of 3 tables copied\n');
+    expect(out).toContain('  public.orders     copying  250,000 / ~1,000,000 rows  25%  ETA 1 min 35 s\n');
+    expect(out).toContain('  public.customers  copied   20,000 rows\n');
+    expect(out).toContain('  public.events     pending  ~5,000 rows\n');
+  });
+
+  it('copes with a document from an older pgferry (fields missing)', () => {
+    expect(formatStatusReport({ phase: 'streaming' })).toMatch(/^phase +streaming\nlag +unknown\n/);
+  });
+});
