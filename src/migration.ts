@@ -307,10 +307,31 @@ export class Migration {
 
       let inTransaction = false;
       let skipping = false;
-      let began = 0;
+      /** Commit times of source transactions ended in the open group: applied, not yet durable. */
+      const grouped: bigint[] = [];
+      let groupStarted = 0;
+      /** Commits the group; only then are its transactions durable, so only then confirmable. */
+      const commitGroup = async (): Promise<void> => {
+        const done = await applier.commitGroup();
+        if (!done) return;
+        applied = maxLsn(applied, done.lsn);
+        confirmable = maxLsn(confirmable, done.lsn);
+        this.status.appliedLsn = applied;
+        this.status.transactionsApplied += done.transactions;
+        for (const c of done.counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
+        this.metrics.transactionsApplied.inc(done.transactions);
+        this.metrics.applyBatchDuration.observe((performance.now() - groupStarted) / 1000);
+        for (const [table, c] of done.counts) {
+          for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
+        }
+        for (const t of grouped.splice(0)) this.transactionDone(t);
+        if (this.status.phase === 'failed') this.status.phase = 'streaming';
+        this.status.lastError = null;
+        confirm(queue.length === 0); // at once when caught up, at most every second under load
+      };
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
       while (!ended && !this.fatal && !this.abandoned && (!this.stopping || inTransaction)) {
-        this.inFlight = inTransaction;
+        this.inFlight = inTransaction || applier.groupOpen;
         const event = queue.shift();
         if (!event) {
           await new Promise<void>((resolve) => (this.wake = resolve));
@@ -322,8 +343,9 @@ export class Migration {
           stream.resume();
         }
         if (event.kind === 'keepalive') {
-          // Between transactions everything before walEnd is applied or irrelevant to us.
-          if (!inTransaction) confirmable = maxLsn(confirmable, event.walEnd);
+          if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup();
+          // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
+          if (!inTransaction && !applier.groupOpen) confirmable = maxLsn(confirmable, event.walEnd);
           confirm(event.replyRequested);
           continue;
         }
@@ -331,7 +353,7 @@ export class Migration {
         switch (m.tag) {
           case 'begin':
             inTransaction = true;
-            began = performance.now();
+            if (!applier.groupOpen) groupStarted = performance.now();
             // The server may resend a transaction that ends at or before what the target holds.
             skipping = m.finalLsn < applied;
             break;
@@ -345,30 +367,22 @@ export class Migration {
             if (!skipping) await applier.change(m);
             break;
           case 'commit': {
+            inTransaction = false;
             if (skipping) {
               skipping = false;
-              inTransaction = false;
               this.transactionDone(m.commitTime);
               break;
             }
-            const counts = await applier.commit(m.endLsn);
-            inTransaction = false;
-            this.transactionDone(m.commitTime);
-            applied = maxLsn(applied, m.endLsn);
-            confirmable = maxLsn(confirmable, m.endLsn);
-            if (counts) {
-              this.status.appliedLsn = applied;
-              this.status.transactionsApplied++;
-              for (const c of counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
-              this.metrics.transactionsApplied.inc();
-              this.metrics.applyBatchDuration.observe((performance.now() - began) / 1000);
-              for (const [table, c] of counts) {
-                for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
-              }
+            if (applier.endTransaction(m.endLsn)) {
+              // Several source transactions share one target commit: fewer round trips and fsyncs.
+              grouped.push(m.commitTime);
+              if (applier.groupDue() || queue.length === 0 || this.stopping) await commitGroup();
+            } else {
+              // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
+              this.transactionDone(m.commitTime);
+              confirmable = maxLsn(confirmable, m.endLsn);
+              confirm(queue.length === 0);
             }
-            if (this.status.phase === 'failed') this.status.phase = 'streaming';
-            this.status.lastError = null;
-            confirm(false);
             break;
           }
           default:
@@ -376,6 +390,7 @@ export class Migration {
         }
       }
       if (this.stopping && !ended && !this.abandoned && !this.fatal) {
+        await commitGroup();
         confirm(true); // everything committed so far, including the transaction that was in flight
         this.log.info({ appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) }, 'stopped between transactions; the last committed position is confirmed');
       }

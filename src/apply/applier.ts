@@ -27,10 +27,11 @@ const COPY_MIN_ROWS = 8;
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
 /**
- * Applies decoded transactions to the target the way PostgreSQL's apply worker does: one target
- * transaction per source transaction, in commit order, with `session_replication_role = replica`
- * so target triggers and foreign keys do not fire again. The source commit's end LSN is written to
- * pgferry's state table inside the same target transaction, so data and progress commit together.
+ * Applies decoded transactions to the target the way PostgreSQL's apply worker does: in source
+ * commit order, with `session_replication_role = replica` so target triggers and foreign keys do
+ * not fire again. Consecutive source transactions may share one target transaction (a group); the
+ * end LSN of the group's last source transaction is written to pgferry's state table inside that
+ * same target transaction, so data and progress commit (or vanish) together.
  *
  * Every change must touch exactly one row; anything else means the target diverged, and apply
  * stops with an error rather than silently skipping (the slot keeps the change for a retry).

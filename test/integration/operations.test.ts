@@ -66,7 +66,8 @@ describe('metrics, probes, lag and logs of a running migration', () => {
     const { samples } = await scrape(app!);
     expect(valueOf(samples, 'pgferry_changes_applied_total', { table: 'public.items', op: 'update' })).toBe(10);
     expect(valueOf(samples, 'pgferry_transactions_applied_total')).toBeGreaterThanOrEqual(2);
-    expect(valueOf(samples, 'pgferry_apply_batch_duration_seconds_count')).toBeGreaterThanOrEqual(2);
+    // Both source transactions may share one target commit (a group): at least one batch.
+    expect(valueOf(samples, 'pgferry_apply_batch_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(valueOf(samples, 'pgferry_slot_retained_wal_bytes')).toBeGreaterThanOrEqual(0);
     expect(valueOf(samples, 'pgferry_slot_retention_warning_bytes')).toBe(1024);
     // A slot always retains more than 1kB (at least the current WAL record): the warning fired.
