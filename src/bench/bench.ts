@@ -142,12 +142,16 @@ async function main(): Promise<void> {
       await waitUntil('native stopped', async () => (await src.query(`SELECT active FROM pg_replication_slots WHERE slot_name = 'bench_native'`)).rows[0]?.active === false);
       const changes = await work();
       const end = await lsnNow(src);
-      let t = Date.now();
+      // Each clock starts when the replicator's replication connection is up (process start-up excluded).
+      const active = async (slot: string): Promise<boolean> => (await src.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0]?.active === true;
       ferry.start();
+      await waitUntil(`pgferry connected`, () => active('bench_pgferry'));
+      let t = Date.now();
       await waitUntil(`pgferry ${label}`, async () => (ferry.sample(), slotCaughtUp(src, 'bench_pgferry', end)));
       const ferrySec = (Date.now() - t) / 1000;
-      t = Date.now();
       await tn.query('ALTER SUBSCRIPTION bench_native ENABLE');
+      await waitUntil(`native connected`, () => active('bench_native'));
+      t = Date.now();
       await waitUntil(`native ${label}`, () => slotCaughtUp(src, 'bench_native', end));
       const nativeSec = (Date.now() - t) / 1000;
       return [changes, ferrySec, nativeSec];
