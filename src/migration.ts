@@ -26,6 +26,8 @@ const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra
 /** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
 const QUEUE_HIGH_BYTES = 64 * 1024 * 1024;
+/** With a group open and nothing queued, how long to wait for more transactions before committing it. */
+const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
 /** How long a stop waits for the transaction in flight to commit before rolling it back instead. */
@@ -277,7 +279,8 @@ export class Migration {
       this.status.connected.target = true;
       const slot = await this.checkSlot();
       let confirmable: Lsn = maxLsn(applied, slot.confirmedFlush ?? applied);
-      if (this.status.phase !== 'failed') this.status.phase = 'streaming';
+      // A reconnect during or after a cutover leaves its phase alone.
+      if (this.status.phase !== 'failed' && this.status.phase !== 'cutover' && this.status.phase !== 'done') this.status.phase = 'streaming';
       let lastSent = 0;
       this.status.appliedLsn = applied;
       const confirm = (force: boolean): void => {
@@ -334,6 +337,15 @@ export class Migration {
         this.inFlight = inTransaction || applier.groupOpen;
         const event = queue.shift();
         if (!event) {
+          if (applier.groupOpen && !inTransaction) {
+            // Caught up with a group open: linger briefly for more transactions, then commit it.
+            const more = await new Promise<boolean>((resolve) => {
+              const t = setTimeout(() => resolve(false), GROUP_LINGER_MS);
+              this.wake = () => (clearTimeout(t), resolve(true));
+            });
+            if (!more && queue.length === 0) await commitGroup();
+            continue;
+          }
           await new Promise<void>((resolve) => (this.wake = resolve));
           continue;
         }
@@ -376,7 +388,7 @@ export class Migration {
             if (applier.endTransaction(m.endLsn)) {
               // Several source transactions share one target commit: fewer round trips and fsyncs.
               grouped.push(m.commitTime);
-              if (applier.groupDue() || queue.length === 0 || this.stopping) await commitGroup();
+              if (applier.groupDue() || this.stopping) await commitGroup();
             } else {
               // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
               this.transactionDone(m.commitTime);
