@@ -61,6 +61,9 @@ export interface VerifyReport {
   schema: { missing: string[]; differing: string[] };
 }
 
+/** How many times a differing chunk is read again before the difference counts as persistent. */
+const RECHECK_ROUNDS = 5;
+
 interface ChunkRead {
   n: number;
   hash: string;
@@ -156,13 +159,12 @@ async function verifyTable(source: pg.Client, target: pg.Client, t: VerifyTable,
     let tgt: ChunkRead;
     try {
       [src, tgt] = await Promise.all([readChunk(source, t, range), readChunk(target, t, range)]);
-      // Re-checked once: a difference that persists is reported.
-      if (src.n !== tgt.n || src.hash !== tgt.hash) {
-        // The source may have moved on since the target applied this range: wait until the target
-        // has applied past what the source read, then read both again.
-        await waitForTarget(source, opts, src.lsn);
+      // Only a difference that persists is reported. The source may have moved on since the target
+      // applied this range: read the source again, wait until the target has applied past that
+      // read, read the target at once; a few rounds, since a busy range keeps changing.
+      for (let round = 0; round < RECHECK_ROUNDS && opts.slot && (src.n !== tgt.n || src.hash !== tgt.hash); round++) {
         src = await readChunk(source, t, range);
-        await waitForTarget(source, opts, src.lsn);
+        await waitForTarget(source, target, opts, src.lsn);
         tgt = await readChunk(target, t, range);
       }
     } catch (err) {
@@ -212,10 +214,12 @@ async function locateRows(source: pg.Client, target: pg.Client, t: VerifyTable, 
 }
 
 /**
- * Waits (bounded: an idle stream confirms only at keepalives) until the migration's slot is
- * confirmed at or past `lsn`; returns at once when no migration is streaming from the slot.
+ * Waits (bounded) until the target holds everything the source had at `lsn`: pgferry's progress
+ * row on the target (stored with the data, so exact) or the slot's confirmed position (which also
+ * moves while the source writes nothing pgferry replicates) is at or past it. Returns at once when
+ * no migration is streaming from the slot.
  */
-async function waitForTarget(source: pg.Client, opts: VerifyOptions, lsn: bigint): Promise<void> {
+async function waitForTarget(source: pg.Client, target: pg.Client, opts: VerifyOptions, lsn: bigint): Promise<void> {
   if (!opts.slot) return;
   const deadline = Date.now() + (opts.catchUpTimeoutMs ?? 10_000);
   while (Date.now() < deadline) {
@@ -224,7 +228,11 @@ async function waitForTarget(source: pg.Client, opts: VerifyOptions, lsn: bigint
       [opts.slot],
     );
     if (!r?.lsn || !r.active || parseLsn(r.lsn) >= lsn) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    const applied = await target
+      .query<{ lsn: string | null }>(`SELECT applied_lsn::text AS lsn FROM pgferry.migration WHERE slot = $1`, [opts.slot])
+      .then((x) => x.rows[0]?.lsn ?? null, () => null);
+    if (applied && parseLsn(applied) >= lsn) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
