@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { clientConfig, type TableName } from '../pg/connection.js';
-import { parseTableName } from '../config/settings.js';
+import { parseTableName, splitList } from '../config/settings.js';
 
 /** Validated connection and table options shared by `pgferry schema` and `pgferry verify`. */
 export interface CommandConnections {
@@ -34,7 +34,7 @@ export function commandConnections(flags: { source?: string; target?: string; ta
   let tables: TableName[] = [];
   if (flags.tables !== undefined && flags.tables.trim() !== '') {
     try {
-      tables = splitTables(flags.tables).map(parseTableName);
+      tables = splitList(flags.tables).map(parseTableName);
     } catch (err) {
       problems.push(`--tables: ${(err as Error).message}`);
     }
@@ -43,18 +43,3 @@ export function commandConnections(flags: { source?: string; target?: string; ta
   return { source, target, tables };
 }
 
-/** Splits on commas outside double quotes. */
-function splitTables(text: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (const ch of text) {
-    if (ch === '"') quoted = !quoted;
-    if (ch === ',' && !quoted) {
-      out.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  out.push(cur);
-  return out.map((s) => s.trim()).filter((s) => s !== '');
-}

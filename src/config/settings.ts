@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { clientConfig, type TableName } from '../pg/connection.js';
+import { CUTOVER_KEYS, parseCutoverSettings, type CutoverKey, type CutoverSettings } from '../cutover/settings.js';
 
 /** Validated settings for `pgferry start`. Built only by {@link loadSettings}. */
 export interface Settings {
@@ -22,6 +23,8 @@ export interface Settings {
   schemaCopy: boolean;
   /** Source WAL retained by the slot above which pgferry warns (log and metric), in bytes. */
   slotRetentionWarningBytes: number;
+  /** Cutover thresholds, timeouts, verification depth and traffic switch (src/cutover/settings.ts). */
+  cutover: CutoverSettings;
 }
 
 /** Raw values as they come from a file, the environment or flags; all optional. */
@@ -39,6 +42,9 @@ export interface RawSettings {
   slotRetentionWarning?: unknown;
 }
 
+/** The cutover's raw settings (config file keys; environment PGFERRY_CUTOVER_* / PGFERRY_PGBOUNCER_*). */
+export interface RawSettings extends Partial<Record<CutoverKey, unknown>> {}
+
 /** Where each setting can come from; the names a user sees in errors. */
 const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'source', flag: '--source', env: 'PGFERRY_SOURCE_URL' },
@@ -52,6 +58,7 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'logLevel', flag: '--log-level', env: 'PGFERRY_LOG_LEVEL' },
   { key: 'schemaCopy', flag: '--schema-copy', env: 'PGFERRY_SCHEMA_COPY' },
   { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
+  ...CUTOVER_KEYS.map(([key, env]) => ({ key, flag: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, env })),
 ];
 
 const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB' };
@@ -145,6 +152,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
 
   const httpHost = str('httpHost') ?? DEFAULTS.httpHost;
   const apiToken = str('apiToken') || undefined;
+  const cutover = parseCutoverSettings(raw, where, problems, parseSize);
 
   if (problems.length > 0 || !source || !target) throw new ConfigError(problems.join('\n'));
   return {
@@ -161,6 +169,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     logLevel,
     schemaCopy: schemaCopy ?? true,
     slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
+    cutover,
   };
 }
 
@@ -203,7 +212,7 @@ function parseBoolean(v: unknown): boolean | null {
 }
 
 /** Splits `a, "b,c".d` on commas outside double quotes. */
-function splitList(text: string): string[] {
+export function splitList(text: string): string[] {
   const out: string[] = [];
   let cur = '';
   let quoted = false;
