@@ -53,7 +53,12 @@ program
   .action(async (flags: RawSettings & { config?: string }) => {
     const settings = loadSettings(flags);
     const log = createLogger(settings.logLevel);
-    await runUntilSignal(() => startApp(settings, log));
+    await runUntilSignal(async () => {
+      const app = await startApp(settings, log);
+      const { showCopyProgress } = await import('./commands/progress-bars.js');
+      showCopyProgress(app.status);
+      return app;
+    });
   });
 
 program
