@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Settings } from './config/settings.js';
 import { ConfigError, describeError } from './errors.js';
 import { buildHttpApp } from './http/server.js';
+import { Cutover } from './cutover/cutover.js';
 import { Migration } from './migration.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -26,7 +27,8 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
   status.slotRetentionWarningBytes = settings.slotRetentionWarningBytes;
   const metrics = createMetrics(status);
   const migration = new Migration(settings, status, log.child({ component: 'migration' }), metrics);
-  const http = buildHttpApp(status, { metrics: metrics.registry });
+  const cutover = new Cutover({ settings, status, log: log.child({ component: 'cutover' }), metrics, stopStreaming: () => migration.stop() });
+  const http = buildHttpApp(status, { metrics: metrics.registry, apiToken: settings.apiToken, cutover: () => cutover.start() });
   let url: string;
   try {
     url = await http.listen({ host: settings.httpHost, port: settings.httpPort });
@@ -40,6 +42,7 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
     status.phase = 'failed';
     throw err;
   });
+  done.catch(() => {}); // handled by whoever awaits `done`; a failure before that must not crash the process
   let stopped = false;
   return {
     status,
@@ -50,6 +53,7 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      await cutover.wait();
       await migration.stop();
       await done.catch(() => {});
       await http.close();

@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { loadSettings, type RawSettings } from './config/settings.js';
 import { startApp } from './app.js';
+import { showCopyProgress } from './commands/progress-bars.js';
 import { ConfigError, PgferryError, describeError } from './errors.js';
 import { createLogger } from './observability/logger.js';
 
@@ -55,7 +56,6 @@ program
     const log = createLogger(settings.logLevel);
     await runUntilSignal(async () => {
       const app = await startApp(settings, log);
-      const { showCopyProgress } = await import('./commands/progress-bars.js');
       showCopyProgress(app.status);
       return app;
     });
@@ -112,6 +112,16 @@ program
     const { runVerifyCommand } = await import('./commands/verify.js');
     const progress = (text: string): void => void (process.stderr.isTTY ? process.stderr.write(`\rverify: ${text}\u001b[K`) : undefined);
     process.exitCode = await runVerifyCommand(flags, (text) => process.stdout.write(process.stderr.isTTY ? `\r\u001b[K${text}` : text), progress);
+  });
+
+program
+  .command('cutover')
+  .description("move the applications to the target: fence writes on the source, drain, sync sequences, verify, switch traffic; prints each step")
+  .option('--url <url>', 'address of its HTTP API (env PGFERRY_URL, default http://127.0.0.1:8484)')
+  .option('--token <token>', 'the API token (env PGFERRY_API_TOKEN)')
+  .action(async (flags: { url?: string; token?: string }) => {
+    const { runCutoverCommand } = await import('./commands/cutover.js');
+    process.exitCode = await runCutoverCommand(flags, (text) => process.stdout.write(text));
   });
 
 program

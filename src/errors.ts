@@ -11,6 +11,7 @@ export const ErrorCodes = {
   COPY: 'PGFERRY_ERR_COPY',
   STATE: 'PGFERRY_ERR_STATE',
   SCHEMA: 'PGFERRY_ERR_SCHEMA',
+  CUTOVER: 'PGFERRY_ERR_CUTOVER',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,5 +1,6 @@
 import { formatLsn, type Lsn } from './protocol/lsn.js';
 import type { TableProgress } from './snapshot/copy.js';
+import type { CutoverState } from './cutover/state.js';
 
 export type Phase = 'preflight' | 'snapshot' | 'streaming' | 'cutover' | 'done' | 'failed';
 
@@ -40,6 +41,8 @@ export class MigrationStatus {
   slotRetentionWarningBytes: number | null = null;
   /** Estimated rows per table (planner statistics, or a count for small unanalyzed tables): copy ETAs. */
   readonly estimatedRows = new Map<string, number>();
+  /** The current or last cutover (steps, write-blocked window); null before the first. */
+  cutover: CutoverState | null = null;
   private readonly samples: { at: number; changes: number; rows: Map<string, number> }[] = [];
 
   /** Records a sample for the rates below; called about once a second. Keeps {@link RATE_WINDOW_MS}. */
@@ -112,6 +115,7 @@ export function statusJson(s: MigrationStatus): Record<string, unknown> {
     startedAt: s.startedAt.toISOString(),
     connected: { ...s.connected },
     slot: { retainedWalBytes: s.slotRetainedBytes, walStatus: s.slotWalStatus, retentionWarningBytes: s.slotRetentionWarningBytes },
+    cutover: s.cutover === null ? null : { ...s.cutover, steps: s.cutover.steps.map((step) => ({ ...step })) },
     tables: Object.fromEntries(
       [...s.tables].map(([k, t]) => {
         const eta = copyEtaSeconds(s, k);

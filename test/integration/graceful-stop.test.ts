@@ -56,7 +56,9 @@ describe('SIGTERM and SIGINT', () => {
       await db.source.query(`UPDATE items SET v = 'updated'`);
       await applyInFlight();
       child.kill('SIGTERM');
-      await waitFor(() => child.output().includes('finishing the source transaction in flight first'), 'the stop to wait for the transaction');
+      await waitFor(() => child.output().includes('finishing the source transaction in flight first'), 'the stop to wait for the transaction').catch((err: Error) => {
+        throw new Error(`${err.message}\n${child.output()}`);
+      });
       expect(child.exitCode).toBeNull();
       await lock.release();
       expect(await exited(child), child.output()).toBe(0);

@@ -1,0 +1,111 @@
+import type pg from 'pg';
+import { ErrorCodes, PgferryError } from '../errors.js';
+import { ident, literal } from '../pg/connection.js';
+
+/** What a fence changed, so {@link unfenceSource} restores exactly the settings that were there before. */
+export interface Fence {
+  database: string;
+  /** Login roles that can write a migrated table (superusers included), fenced in this database. */
+  roles: string[];
+  /** `default_transaction_read_only` before the fence: key '' is the database itself, else a role. Absent: not set. */
+  previous: Map<string, string>;
+  /** Sessions terminated by the fence. */
+  terminated: number;
+}
+
+/** The login roles that can change any of `tables` (by privilege, ownership or superuser). */
+export async function writerRoles(client: pg.Client, tableOids: number[]): Promise<string[]> {
+  const { rows } = await client.query<{ rolname: string }>(
+    `SELECT r.rolname FROM pg_roles r
+      WHERE r.rolcanlogin
+        AND (r.rolsuper OR EXISTS (SELECT 1 FROM unnest($1::oid[]) AS t(oid) WHERE has_table_privilege(r.oid, t.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')))
+      ORDER BY 1`,
+    [tableOids],
+  );
+  return rows.map((r) => r.rolname);
+}
+
+/** `default_transaction_read_only` as set for this database (key '') and for roles in it. */
+async function readOnlySettings(client: pg.Client): Promise<Map<string, string>> {
+  const { rows } = await client.query<{ role: string | null; value: string }>(
+    `SELECT r.rolname AS role, substr(cfg, length('default_transaction_read_only=') + 1) AS value
+       FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) AS cfg
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND cfg LIKE 'default\\_transaction\\_read\\_only=%'`,
+  );
+  return new Map(rows.map((r) => [r.role ?? '', r.value]));
+}
+
+/** Reads what a fence will change (the database, the writer roles, their current settings) before changing it. */
+export async function planFence(client: pg.Client, tableOids: number[]): Promise<Fence> {
+  const { rows: [db] } = await client.query<{ name: string }>('SELECT current_database() AS name');
+  return { database: db!.name, roles: await writerRoles(client, tableOids), previous: await readOnlySettings(client), terminated: 0 };
+}
+
+/**
+ * Fences writes on the source database: `default_transaction_read_only = on` for the database and
+ * for every role that can write a migrated table (in this database only, so a role-level `off`
+ * cannot override it), terminates those roles' sessions, and waits until no session that could
+ * still write is left. New sessions start read-only (and cannot call `nextval`). `client` is the
+ * cutover's own session, which is never terminated.
+ */
+export async function fenceSource(client: pg.Client, fence: Fence, signal: AbortSignal): Promise<Fence> {
+  const { database, roles } = fence;
+  await client.query(`ALTER DATABASE ${ident(database)} SET default_transaction_read_only = on`);
+  for (const role of roles) {
+    if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `source: fencing database ${database} timed out; retry the cutover`);
+    await client.query(`ALTER ROLE ${ident(role)} IN DATABASE ${ident(database)} SET default_transaction_read_only = on`);
+  }
+  const { rows: [since] } = await client.query<{ at: string }>('SELECT clock_timestamp()::text AS at');
+  const prepared = await client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = current_database()');
+  if (prepared.rowCount) {
+    throw new PgferryError(ErrorCodes.CUTOVER, `source: database ${database} has ${prepared.rowCount} prepared transaction(s) (${prepared.rows.map((r) => r.gid).join(', ')}) that could still commit; COMMIT PREPARED or ROLLBACK PREPARED them, then retry the cutover`);
+  }
+  // Sessions that started before the fence (they are not read-only) or hold a transaction id (they wrote).
+  const remaining = `SELECT pid, usename FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+        AND (backend_xid IS NOT NULL OR (usename = ANY($1::text[]) AND backend_start < $2::timestamptz))`;
+  const params = [roles, since!.at];
+  const { rows: killed } = await client.query<{ ok: boolean }>(`SELECT pg_terminate_backend(pid) AS ok FROM (${remaining}) AS r`, params);
+  fence.terminated = killed.filter((r) => r.ok).length;
+  for (;;) {
+    const { rows } = await client.query<{ pid: number; usename: string }>(remaining, params);
+    if (rows.length === 0) return fence;
+    if (signal.aborted) {
+      throw new PgferryError(ErrorCodes.CUTOVER, `source: ${rows.length} session(s) that could write (pids ${rows.map((r) => `${r.pid} (${r.usename})`).join(', ')}) did not end; end them or grant pgferry's role pg_signal_backend, then retry the cutover`);
+    }
+    // A session of another role that wrote (it holds a transaction id) is terminated too.
+    await client.query(`SELECT pg_terminate_backend(pid) FROM (${remaining}) AS r`, params);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Restores `default_transaction_read_only` for the database and the fenced roles to what it was before the fence. */
+export async function unfenceSource(client: pg.Client, fence: Pick<Fence, 'database' | 'roles' | 'previous'>): Promise<void> {
+  const db = ident(fence.database);
+  const restore = (target: string, key: string): string => {
+    const before = fence.previous.get(key);
+    return before === undefined ? `${target} RESET default_transaction_read_only` : `${target} SET default_transaction_read_only = ${literal(before)}`;
+  };
+  await client.query(restore(`ALTER DATABASE ${db}`, ''));
+  for (const role of fence.roles) await client.query(restore(`ALTER ROLE ${ident(role)} IN DATABASE ${db}`, role));
+}
+
+/**
+ * Makes the target writable for the applications' roles: removes a `default_transaction_read_only = on`
+ * set for the target database or for those roles in it (pgferry itself never sets one there).
+ * Returns what it changed.
+ */
+export async function makeTargetWritable(client: pg.Client, roles: string[]): Promise<string[]> {
+  const { rows: [db] } = await client.query<{ name: string }>('SELECT current_database() AS name');
+  const settings = await readOnlySettings(client);
+  const changed: string[] = [];
+  for (const [key, value] of settings) {
+    if (value.toLowerCase() === 'off' || value.toLowerCase() === 'false') continue;
+    if (key === '') await client.query(`ALTER DATABASE ${ident(db!.name)} RESET default_transaction_read_only`);
+    else if (roles.includes(key)) await client.query(`ALTER ROLE ${ident(key)} IN DATABASE ${ident(db!.name)} RESET default_transaction_read_only`);
+    else continue;
+    changed.push(key === '' ? `database ${db!.name}` : `role ${key}`);
+  }
+  return changed;
+}
