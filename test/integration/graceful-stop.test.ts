@@ -40,6 +40,19 @@ describe('SIGTERM and SIGINT', () => {
     };
   }
 
+  /**
+   * Waits until streaming has begun: identical data alone is not enough, since after the copy the
+   * post-data schema step (ANALYZE, indexes) still runs and would be what a table lock blocks.
+   */
+  async function streaming(): Promise<void> {
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(
+      async () => (await db.target.query(`SELECT 1 FROM pgferry.migration WHERE slot = $1 AND phase = 'streaming'`, [db.slot]).catch(() => ({ rowCount: 0 }))).rowCount === 1,
+      'streaming',
+    );
+    await waitFor(async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [db.slot])).rowCount === 1, 'the slot in use');
+  }
+
   /** Waits until pgferry's apply session is inside a target transaction, blocked by {@link holdTargetTable}. */
   async function applyInFlight(): Promise<void> {
     await waitFor(
@@ -50,7 +63,7 @@ describe('SIGTERM and SIGINT', () => {
 
   it('finishes, commits and confirms the transaction in flight, then exits 0', async () => {
     const child = startChild(['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--publication', 'stop_pub', '--log-level', 'info']);
-    await waitForIdentical(db.source, db.target, ['items']);
+    await streaming();
     const lock = await holdTargetTable();
     try {
       await db.source.query(`UPDATE items SET v = 'updated'`);
