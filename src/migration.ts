@@ -13,6 +13,8 @@ import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapsh
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
 import { copySchemaPhase } from './schema/copy-schema.js';
+import { undoRecordedFence } from './cutover/fence-record.js';
+import { PgBouncerAdmin } from './cutover/pgbouncer.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
@@ -199,6 +201,9 @@ export class Migration {
       await ensureStateSchema(target).catch((err: unknown) => {
         throw new PreflightError(`target: cannot create pgferry's state schema "pgferry" (${describeError(err)}); grant CREATE on the target database to pgferry's role`);
       });
+      // A cutover that died between fence and switch left the source read-only: restore it first.
+      const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
+      await undoRecordedFence(this.source(), target, slot, this.log, pgbouncerAdmin && pgbouncerDatabase ? { database: pgbouncerDatabase, admin: new PgBouncerAdmin(pgbouncerAdmin, pgbouncerDatabase) } : undefined);
       const state = await readMigration(target, slot);
       const existing = await readSlot(source, slot);
       if (state?.phase === 'streaming') {

@@ -10,6 +10,7 @@ import { dropSlot } from '../source/slot.js';
 import { lagBytes, lagSeconds, type MigrationStatus } from '../status.js';
 import { verify } from '../verify/verify.js';
 import { fenceSource, makeTargetWritable, planFence, unfenceSource, type Fence } from './fence.js';
+import { deleteFenceRecord, markFenceSwitching, recordFence } from './fence-record.js';
 import { callWebhook, runHook, targetDetails } from './hook.js';
 import { PgBouncerAdmin, restoreFile, rewriteDatabaseEntry } from './pgbouncer.js';
 import { syncSequences } from './sequences.js';
@@ -84,6 +85,7 @@ export class Cutover {
     let source: pg.Client | null = null;
     let target: pg.Client | null = null;
     let fence: Fence | null = null;
+    let recorded = false;
     let paused = false;
     let savedConfig: string | null = null;
     let switched = false;
@@ -114,6 +116,9 @@ export class Cutover {
         }
         const plan = await planFence(s, tables.map((x) => x.oid));
         if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, 'fence: timed out before the source was fenced');
+        // Durably on the target before any change: a pgferry that dies now is undone by the next start.
+        await recordFence(t, settings.slot, plan);
+        recorded = true;
         fence = plan; // before any change: a rollback restores whatever the fence got to
         await fenceSource(s, plan, signal);
         return `${plan.roles.length} writer role(s) read-only (${plan.roles.join(', ')}), ${plan.terminated} session(s) terminated${pgbouncer ? `, PgBouncer ${c.pgbouncerDatabase} paused` : ''}`;
@@ -145,6 +150,8 @@ export class Cutover {
       await this.step(state, 'verify', c.verifyTimeoutMs, () => this.verifyStep(s, t, tables));
 
       await this.step(state, 'switch', c.switchTimeoutMs, async () => {
+        // From here a restart must not unfence by itself: the applications may already use the target.
+        await markFenceSwitching(t, settings.slot);
         const done: string[] = [];
         const details = targetDetails(settings.target, settings.targetUrl);
         if (pgbouncer && c.pgbouncerConfig && c.pgbouncerDatabase) {
@@ -173,6 +180,7 @@ export class Cutover {
         return done.length > 0 ? done.join('; ') : 'no PgBouncer, hook or webhook configured: point the applications at the target now';
       });
       log.info({ writeBlockedSeconds: state.writeBlockedSeconds }, 'traffic switched to the target; writes were blocked for this long');
+      await deleteFenceRecord(t, settings.slot).catch((err: unknown) => log.warn({ err }, `could not delete the fence record; run DELETE FROM pgferry.cutover_fence WHERE slot = '${settings.slot}' on the target`));
 
       await this.step(state, 'finish', c.switchTimeoutMs, async () => {
         const writable = await makeTargetWritable(t, fence!.roles);
@@ -198,7 +206,7 @@ export class Cutover {
         log.error({ err }, 'cutover failed after the switch; the applications use the target, finish by hand');
       } else {
         log.warn({ err }, 'cutover failed before the switch; rolling back');
-        await this.rollback(state, { fence, paused, savedConfig, pgbouncer });
+        await this.rollback(state, { fence, recorded, paused, savedConfig, pgbouncer });
       }
     } finally {
       state.finishedAt = new Date().toISOString();
@@ -208,7 +216,7 @@ export class Cutover {
   }
 
   /** Undoes everything before the switch; each part is attempted even when another fails. */
-  private async rollback(state: CutoverState, undo: { fence: Fence | null; paused: boolean; savedConfig: string | null; pgbouncer: PgBouncerAdmin | null }): Promise<void> {
+  private async rollback(state: CutoverState, undo: { fence: Fence | null; recorded: boolean; paused: boolean; savedConfig: string | null; pgbouncer: PgBouncerAdmin | null }): Promise<void> {
     const { settings, status, log } = this.deps;
     const c = settings.cutover;
     const problems: string[] = [];
@@ -243,7 +251,10 @@ export class Cutover {
         }
         if (lastErr) {
           problems.push(`source is still read-only (${describeError(lastErr)}); run ALTER DATABASE ${ident(fence.database)} RESET default_transaction_read_only and ALTER ROLE ... IN DATABASE ${ident(fence.database)} RESET default_transaction_read_only for ${fence.roles.join(', ')}`);
-        } else done.push('source writable again');
+        } else {
+          done.push('source writable again');
+          if (undo.recorded) await this.forgetFence();
+        }
       }
       if (undo.paused && undo.pgbouncer) {
         try {
@@ -260,6 +271,20 @@ export class Cutover {
     if (status.phase === 'cutover') status.phase = 'streaming';
     status.lastError = problems.length > 0 ? `cutover rollback incomplete: ${problems.join('; ')}` : null;
     log[problems.length > 0 ? 'error' : 'warn']({ reason: state.error, problems }, problems.length > 0 ? 'cutover rollback incomplete' : 'cutover rolled back: the source takes writes again and streaming continues');
+  }
+
+  /** Deletes the fence record after a rollback restored the source (a leftover would only restore the same settings again). */
+  private async forgetFence(): Promise<void> {
+    const { settings, log } = this.deps;
+    const client = await connect(settings.target, 'target').catch(() => null);
+    try {
+      if (!client) throw new Error('cannot connect to the target');
+      await deleteFenceRecord(client, settings.slot);
+    } catch (err) {
+      log.warn({ err }, `could not delete the fence record after the rollback (harmless: the next start restores the same settings); run DELETE FROM pgferry.cutover_fence WHERE slot = '${settings.slot}' on the target`);
+    } finally {
+      await client?.end().catch(() => {});
+    }
   }
 
   /** Step 5: chunked hashes (`full`) or row counts (`counts`) of every migrated table; tables that differ fail the step. */

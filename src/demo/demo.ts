@@ -1,12 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { loadSettings } from '../config/settings.js';
 import { startApp, type App } from '../app.js';
 import { startEmbeddedServer } from '../embedded/server.js';
+import { describeError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { statusJson } from '../status.js';
 import { SAMPLE_SCHEMA, fillSample, fingerprint, writeSampleTransaction } from './sample.js';
 
 const TABLES = ['customers', 'orders', 'order_lines', 'events', 'audit_log'];
+/** SQLSTATE read_only_sql_transaction: what a fenced source answers a write. */
+const READ_ONLY = '25006';
 
 /**
  * The embedded demo behind `npm start`: a PostgreSQL 14 source with sample data and a live
@@ -47,20 +51,55 @@ export async function runDemo(opts: { httpPort: number }): Promise<{ stop(): Pro
       await c.end();
     }
     say(`source ${source.url('shop')} filled with sample data; target ${target.url('shop')} has the empty tables`);
-    writer = new pg.Client({ connectionString: source.url('shop') });
-    await writer.connect();
-    const w = writer;
+    const connectWriter = async (): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: source.url('shop') });
+      c.on('error', () => {}); // the cutover's fence terminates this session; the next write sees it
+      await c.connect();
+      return (writer = c);
+    };
+    await connectWriter();
     writerDone = (async () => {
-      while (writing) {
-        await writeSampleTransaction(w, writes++);
+      // `n` numbers every attempt (a commit whose answer was lost may have happened); `writes` counts acknowledged ones.
+      for (let n = 0; writing; n++) {
+        try {
+          await writeSampleTransaction(writer!, n);
+          writes++;
+        } catch (err) {
+          if (!writing) break;
+          if ((err as { code?: string }).code === READ_ONLY) {
+            writing = false;
+            say(`the source is read-only (the cutover fenced it): the demo writer stopped after ${writes} writes; every one of them is on the target once the drain passes the fence. Ctrl-C compares source and target`);
+            break;
+          }
+          // The fence ends the writer's session: reconnect; a fenced source then answers read-only.
+          await writer?.end().catch(() => {});
+          try {
+            await connectWriter();
+          } catch (connErr) {
+            writing = false;
+            say(`the demo writer stopped: ${describeError(err)}; reconnecting failed (${describeError(connErr)})`);
+            break;
+          }
+        }
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const settings = loadSettings({ source: source.url('shop'), target: target.url('shop'), httpPort: opts.httpPort }, {});
+    // The demo's API token: POST /cutover needs it. No PgBouncer here, so the cutover's switch step only reports
+    // that the applications must now use the target (in production that is PgBouncer's rewrite, or cutoverHook / cutoverWebhook).
+    const apiToken = process.env['PGFERRY_API_TOKEN'] || randomBytes(16).toString('hex');
+    const settings = loadSettings({ source: source.url('shop'), target: target.url('shop'), httpPort: opts.httpPort, apiToken }, {});
     app = await startApp(settings, createLogger(process.env['PGFERRY_LOG_LEVEL'] ?? 'info'));
     const a = app;
     say(`pgferry is migrating; watch ${app.url}/status or ${app.url}/metrics, or run: node dist/cli.js status --url ${app.url}  (Ctrl-C stops and compares source and target)`);
+    say(`to watch a cutover (fence, drain, sequences, verify, switch), run in another terminal: node dist/cli.js cutover --url ${app.url} --token ${apiToken}`);
+    say('the demo has no PgBouncer: the switch step cannot move the writer, so it stops when the fence makes the source read-only (in production, PgBouncer or cutoverHook moves the applications)');
+    let cutoverSeen: string | null = null;
     ticker = setInterval(() => {
+      const c = a.status.cutover;
+      if (c && c.state !== 'running' && cutoverSeen !== c.finishedAt) {
+        cutoverSeen = c.finishedAt;
+        say(c.state === 'done' ? `cutover done (writes blocked ${c.writeBlockedSeconds ?? '?'} s): the target is the primary now, the source stays read-only. Ctrl-C compares source and target` : `cutover ${c.state}: ${c.error ?? 'unknown reason'}${c.state === 'rolled back' ? ' (the source takes writes again; the demo writer stays stopped)' : ''}`);
+      }
       const s = statusJson(a.status);
       say(`phase=${String(s['phase'])} applied=${String(s['appliedLsn'])} lagBytes=${String(s['lagBytes'])} transactions=${String(s['transactionsApplied'])} sourceWrites=${writes}`);
     }, 5_000);

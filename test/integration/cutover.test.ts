@@ -194,6 +194,8 @@ describe('cutover', () => {
       expect(onSource.size).toBeGreaterThan(0);
       expect(onSource.size).toBeLessThan(expected.length);
       await expect(source.query(`SET ROLE ${role}; INSERT INTO orders (token, amount) VALUES ('late', 1)`)).rejects.toThrow(/read-only/);
+      // Past the switch the fence record is deleted: a later start never unfences the source.
+      expect((await target.query(`SELECT 1 FROM pgferry.cutover_fence WHERE slot = $1`, [db.slot])).rowCount).toBe(0);
       // Sequences continued past the source's: no id reused, invoice numbers strictly increasing.
       const { rows: [srcMax] } = await source.query<{ orders: string; events: string; invoice: string }>(`SELECT (SELECT max(id) FROM orders)::text AS orders, (SELECT max(id) FROM events)::text AS events, (SELECT last_value FROM invoice_no)::text AS invoice`);
       const { rows: after } = await target.query<{ id: string }>(`SELECT id::text FROM orders WHERE token LIKE 'app-%' AND token <> ALL($1::text[])`, [[...onSource]]);
@@ -248,6 +250,8 @@ describe('cutover', () => {
     const { rows: settings } = await catalog.query<{ setconfig: string[] }>(`SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = $1)`, [db.name]);
     await catalog.end();
     expect(settings.flatMap((r) => r.setconfig).join(',')).not.toContain('default_transaction_read_only');
+    // The fence record on the target is gone with the fence: a later start has nothing to undo.
+    expect((await db.target.query(`SELECT 1 FROM pgferry.cutover_fence WHERE slot = $1`, [db.slot])).rowCount).toBe(0);
     const resumedAt = application.acked.length;
     await waitFor(() => application.acked.length > resumedAt + 20, 'the application to write again after the rollback');
     expect(readFileSync(bouncer.configFile, 'utf8')).toMatch(new RegExp(`port=${new URL(db.sourceUrl).port} `));
