@@ -25,7 +25,7 @@ export async function cleanup(settings: Settings): Promise<string[]> {
   try {
     const slot = await source.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [settings.slot]);
     if (slot.rowCount) {
-      await dropSlot(source, settings.slot);
+      await dropSlot(source, settings.slot, 5_000);
       done.push(`source: dropped replication slot ${settings.slot}`);
     }
     const publication = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [settings.publication]);

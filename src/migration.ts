@@ -4,7 +4,7 @@ import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionEr
 import type { Logger } from './observability/logger.js';
 import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
-import { qualified, tableKey } from './pg/connection.js';
+import { connectClient, qualified, tableKey, withSessionOptions } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
 import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type ExportedSlot, type SlotState } from './source/slot.js';
@@ -19,15 +19,9 @@ import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigrati
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
 
-/**
- * Session settings on both sides: every value's text form unambiguous (dates, intervals, floats,
- * bytea, money); row security raises an error instead of silently filtering rows out of the copy or
- * the apply; commits durable before they are confirmed.
- */
-const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c row_security=off -c synchronous_commit=on';
 /** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
-const QUEUE_HIGH_BYTES = 64 * 1024 * 1024;
+const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
 /** With a group open and nothing queued, how long to wait for more transactions before committing it. */
 const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
@@ -178,18 +172,18 @@ export class Migration {
   }
 
   private source(): pg.ClientConfig {
-    return withOptions(this.settings.source);
+    return withSessionOptions(this.settings.source);
   }
 
   private target(): pg.ClientConfig {
-    return withOptions(this.settings.target);
+    return withSessionOptions(this.settings.target);
   }
 
   /** Preflight, then either resume streaming or (re)do the initial copy. */
   private async prepare(): Promise<void> {
     const { slot, publication } = this.settings;
-    const source = await connect(this.source(), 'source');
-    const target = await connect(this.target(), 'target');
+    const source = await connectClient(this.source(), 'source');
+    const target = await connectClient(this.target(), 'target');
     this.status.connected.source = this.status.connected.target = true;
     try {
       const listed = await listSourceTables(source, this.settings.tables);
@@ -266,7 +260,7 @@ export class Migration {
   /** One replication session: runs until the connection drops, apply fails, or stop. */
   private async streamOnce(): Promise<void> {
     this.failingSide = 'target';
-    const target = await connect(this.target(), 'target');
+    const target = await connectClient(this.target(), 'target');
     this.applyTarget = target;
     const applier = new Applier(target, this.settings.slot, this.log);
     const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log);
@@ -432,7 +426,7 @@ export class Migration {
   /** Reads the slot on a short-lived connection; a missing or invalidated slot is fatal (a retry cannot help). */
   private async checkSlot(): Promise<SlotState> {
     const { slot } = this.settings;
-    const source = await connect(this.source(), 'source');
+    const source = await connectClient(this.source(), 'source');
     try {
       const state = await readSlot(source, slot);
       if (!state) throw new PreflightError(`source: replication slot ${slot} has disappeared, so changes since the last confirmed position are lost; start over with pgferry cleanup, then pgferry start`);
@@ -463,7 +457,7 @@ export class Migration {
       busy = true;
       try {
         if (!client) {
-          client = await connect(this.source(), 'source');
+          client = await connectClient(this.source(), 'source');
           client.on('error', () => (client = null));
         }
         const sent = Date.now();
@@ -558,18 +552,4 @@ async function allOf(...checks: Promise<void>[]): Promise<void> {
   throw failures[0];
 }
 
-function withOptions(config: pg.ClientConfig): pg.ClientConfig {
-  return { ...config, options: [config.options, SESSION_OPTIONS].filter(Boolean).join(' ') };
-}
 
-async function connect(config: pg.ClientConfig, side: 'source' | 'target'): Promise<pg.Client> {
-  const client = new pg.Client(config);
-  client.on('error', () => {}); // a dead connection fails its next query, which is handled there
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err, retryable: true });
-  }
-  return client;
-}

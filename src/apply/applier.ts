@@ -19,7 +19,7 @@ const KEYED_BATCH_ROWS = 1_000;
 /** A group commits after this many source transactions or this long since it opened, whichever first. */
 const GROUP_TRANSACTIONS = 1_000;
 const GROUP_MS = 200;
-const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_BYTES = 2 * 1024 * 1024;
 /** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 8;
 

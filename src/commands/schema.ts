@@ -1,6 +1,4 @@
-import pg from 'pg';
-import { PgferryError, ErrorCodes, describeError } from '../errors.js';
-import { describeServer } from '../pg/connection.js';
+import { connectClient, describeServer } from '../pg/connection.js';
 import { applySchemaObjects, assertNoConflicts, planSchemaCopy } from '../schema/copy-schema.js';
 import { renderPlan } from '../schema/plan.js';
 import { commandConnections } from './options.js';
@@ -11,8 +9,8 @@ import { commandConnections } from './options.js';
  */
 export async function runSchemaCommand(flags: { source?: string; target?: string; tables?: string; dryRun?: boolean }, out: (text: string) => void): Promise<number> {
   const { source, target, tables } = commandConnections(flags, { targetRequired: false });
-  const src = await connect(source, 'source');
-  const tgt = target ? await connect(target, 'target').catch(async (err: unknown) => { await src.end().catch(() => {}); throw err; }) : null;
+  const src = await connectClient(source, 'source');
+  const tgt = target ? await connectClient(target, 'target').catch(async (err: unknown) => { await src.end().catch(() => {}); throw err; }) : null;
   try {
     const plan = await planSchemaCopy(src, tgt, tables);
     const apply = tgt !== null && !flags.dryRun;
@@ -32,16 +30,4 @@ export async function runSchemaCommand(flags: { source?: string; target?: string
     await src.end().catch(() => {});
     await tgt?.end().catch(() => {});
   }
-}
-
-export async function connect(config: pg.ClientConfig, side: 'source' | 'target'): Promise<pg.Client> {
-  const client = new pg.Client(config);
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err });
-  }
-  return client;
 }

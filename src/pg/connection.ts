@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ErrorCodes, PgferryError, describeError } from '../errors.js';
 
 const SSL_MODES = new Set(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']);
 
@@ -80,4 +80,36 @@ export function qualified(t: TableName): string {
 /** `schema.name` for humans (logs, status keys). */
 export function tableKey(t: TableName): string {
   return `${t.schema}.${t.name}`;
+}
+
+/**
+ * Session settings pgferry uses on both sides: every value's text form unambiguous and the same on
+ * both servers whatever their own settings (dates, intervals, floats, bytea, money, time zone, also
+ * for deparsed defaults; xml content fragments accepted, as pg_dump does); row security raises an error instead of silently filtering rows out of a
+ * copy, an apply or a verify; commits durable before they are confirmed.
+ */
+export const SESSION_OPTIONS =
+  '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c timezone=UTC -c xmloption=content -c row_security=off -c synchronous_commit=on';
+
+/** `config` with {@link SESSION_OPTIONS} appended to any `options` it already has. */
+export function withSessionOptions(config: pg.ClientConfig): pg.ClientConfig {
+  if (config.options?.includes(SESSION_OPTIONS)) return config;
+  return { ...config, options: [config.options, SESSION_OPTIONS].filter(Boolean).join(' ') };
+}
+
+/**
+ * Opens a client with {@link SESSION_OPTIONS}. A failure to connect is one retryable
+ * {@link PgferryError} naming the side and the server, password-free. Later connection errors
+ * surface as the failure of the next query.
+ */
+export async function connectClient(config: pg.ClientConfig, side: 'source' | 'target'): Promise<pg.Client> {
+  const client = new pg.Client(withSessionOptions(config));
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err, retryable: true });
+  }
+  return client;
 }

@@ -56,7 +56,11 @@ export async function copyTables(opts: {
   try {
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
-    await lockAndCheck(source, opts.tables);
+    await lockAndCheck(source, opts.tables).catch((err: unknown) => {
+      // Chosen as a deadlock victim while locking (a concurrent TRUNCATE or DDL): try again with a new slot.
+      if ((err as { code?: string }).code === '40P01') throw new TableRewrittenError([], 'deadlocked with a concurrent lock while the copy started');
+      throw err;
+    });
     await target.connect();
     await target.query('SET session_replication_role = replica');
     for (const table of opts.tables) {
@@ -93,8 +97,11 @@ async function lockAndCheck(source: pg.Client, tables: SourceTable[]): Promise<v
 
 /** A table was truncated or rewritten on the source while the copy was starting. */
 export class TableRewrittenError extends PgferryError {
-  constructor(readonly tables: string[]) {
-    super(ErrorCodes.COPY, `source: ${tables.join(', ')} truncated or rewritten while the copy started; starting the copy again`, { retryable: true });
+  constructor(
+    readonly tables: string[],
+    why = `${tables.join(', ')} truncated or rewritten while the copy started`,
+  ) {
+    super(ErrorCodes.COPY, `source: ${why}; starting the copy again`, { retryable: true });
   }
 }
 

@@ -25,9 +25,18 @@ export async function readSlot(client: pg.Client, slot: string): Promise<SlotSta
   return { active: r.active, plugin: r.plugin, database: r.database, confirmedFlush: r.confirmed ? parseLsn(r.confirmed) : null, walStatus: r.wal_status };
 }
 
-/** Drops the slot. Refuses (with the remedy) when another process is streaming from it. */
-export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
-  const state = await readSlot(client, slot);
+/**
+ * Drops the slot. A slot still marked active is given a short while to be released (after a crash
+ * the server notices the dead connection only when it next uses it); one that stays active belongs
+ * to a live process, and the drop is refused with the remedy.
+ */
+export async function dropSlot(client: pg.Client, slot: string, waitMs = 30_000): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  let state = await readSlot(client, slot);
+  while (state?.active && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    state = await readSlot(client, slot);
+  }
   if (!state) return;
   if (state.active) throw new PreflightError(`source: replication slot ${slot} is in use by another process (is another pgferry running?); stop it first`);
   await client.query('SELECT pg_drop_replication_slot($1)', [slot]);

@@ -1,13 +1,12 @@
 import pg from 'pg';
 import { PgferryError, ErrorCodes, PreflightError, describeError } from '../errors.js';
-import { qualified, tableKey, type TableName } from '../pg/connection.js';
+import { connectClient, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { parseLsn } from '../protocol/lsn.js';
 import { listSourceTables } from '../source/catalog.js';
 import { planSchemaCopy } from '../schema/copy-schema.js';
 import { chunkHashQuery, describeKey, nextBoundaryQuery, rowHashesQuery, type KeyRange, type VerifyTable } from './queries.js';
 
 /** Same text form of every value on both servers: dates, intervals, floats, bytea, money, time zone. */
-const SESSION_OPTIONS = '-c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c row_security=off -c timezone=UTC';
 
 export interface VerifyOptions {
   source: pg.ClientConfig;
@@ -78,8 +77,8 @@ interface ChunkRead {
  * Also compares sequences and reports schema objects missing or different on the target.
  */
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
-  const source = await connect(opts.source, 'source');
-  const target = await connect(opts.target, 'target').catch(async (err: unknown) => {
+  const source = await connectClient(opts.source, 'source');
+  const target = await connectClient(opts.target, 'target').catch(async (err: unknown) => {
     await source.end().catch(() => {});
     throw err;
   });
@@ -105,17 +104,6 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   }
 }
 
-async function connect(config: pg.ClientConfig, side: 'source' | 'target'): Promise<pg.Client> {
-  const client = new pg.Client({ ...config, options: [config.options, SESSION_OPTIONS].filter(Boolean).join(' ') });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err });
-  }
-  return client;
-}
 
 /** Every column (generated ones too) and the key: primary key, else the replica identity index. */
 async function describeTable(source: pg.Client, oid: number, t: TableName & { relkind: 'r' | 'p' }): Promise<VerifyTable> {
