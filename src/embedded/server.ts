@@ -78,7 +78,8 @@ function run(cmd: string, args: string[], user?: { uid: number; gid: number }): 
   });
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on loopback right now (the OS picks it). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

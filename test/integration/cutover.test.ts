@@ -10,7 +10,7 @@ import type { RawSettings } from '../../src/config/settings.js';
 import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { scrape, valueOf } from '../support/metrics.js';
 import { startPgBouncer, type TestPgBouncer } from '../support/pgbouncer.js';
-import { startInProcess, waitForIdentical } from '../support/pgferry.js';
+import { pace, startInProcess, waitForIdentical } from '../support/pgferry.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const TOKEN = 'cutover-test-token';
@@ -109,7 +109,7 @@ function startApplication(url: string): { acked: string[]; errors: string[]; inv
           errors.push(`${token}: ${(err as Error).message}`);
           await c.query('ROLLBACK').catch(() => {});
         }
-        await new Promise((r) => setTimeout(r, 5)); // pacing, like an application between requests
+        await pace(5); // like an application between requests
       }
     } finally {
       await c.end().catch(() => {});

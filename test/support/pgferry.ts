@@ -73,3 +73,8 @@ export async function currentWal(source: pg.Client): Promise<bigint> {
 export function randomMoment(random: () => number, minMs: number, maxMs: number): Promise<void> {
   return new Promise((r) => setTimeout(r, minMs + random() * (maxMs - minMs)));
 }
+
+/** Spaces out an application-like workload's requests (workload pacing, never synchronisation). */
+export function pace(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
