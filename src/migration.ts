@@ -132,7 +132,8 @@ export class Migration {
     if (this.inFlight) this.log.info({ graceMs }, 'stop requested: finishing the source transaction in flight first');
     const force = setTimeout(() => {
       this.abandoned = true;
-      this.log.warn({ graceMs }, 'the transaction in flight did not commit in time; rolling it back (the next start applies it again)');
+      if (this.status.phase === 'snapshot') this.log.warn({ graceMs }, 'the initial copy (or its schema step) is still finishing a statement; the next start redoes the copy (Ctrl-C again exits at once)');
+      else this.log.warn({ graceMs }, 'the transaction in flight did not commit in time; rolling it back (the next start applies it again)');
       this.wake?.();
       void this.stream?.stop().catch(() => {});
       void this.applyTarget?.end().catch(() => {}); // unblocks a statement that hangs on the target
