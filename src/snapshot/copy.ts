@@ -36,6 +36,8 @@ export async function connectSnapshotReader(config: pg.ClientConfig): Promise<pg
  */
 export async function copyTables(opts: {
   source: pg.Client;
+  /** For the extra readers; without it (or with `workers` 1) one session copies every table. */
+  sourceConfig?: pg.ClientConfig;
   target: pg.ClientConfig;
   snapshotName: string;
   tables: SourceTable[];
@@ -43,35 +45,65 @@ export async function copyTables(opts: {
   progress: Map<string, TableProgress>;
   log: Logger;
   signal?: AbortSignal;
+  /** Tables copied at once, each pair of sessions under the same snapshot. */
+  workers?: number;
 }): Promise<void> {
   const source = opts.source;
-  const target = new pg.Client(opts.target);
-  target.on('error', () => {});
-  // Stopping mid-copy closes both connections: the table in flight rolls back, the next start redoes the copy.
+  const clients: pg.Client[] = [source];
+  // Stopping mid-copy closes every connection: the tables in flight roll back, the next start redoes the copy.
   const abort = (): void => {
-    void source.end().catch(() => {});
-    void target.end().catch(() => {});
+    for (const c of clients) void c.end().catch(() => {});
   };
   opts.signal?.addEventListener('abort', abort, { once: true });
+  const importSnapshot = async (c: pg.Client): Promise<void> => {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await c.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+  };
   try {
-    await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await source.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+    await importSnapshot(source);
+    // The first reader's locks cover every table until it commits, after the last worker is done.
     await lockAndCheck(source, opts.tables).catch((err: unknown) => {
       // Chosen as a deadlock victim while locking (a concurrent TRUNCATE or DDL): try again with a new slot.
       if ((err as { code?: string }).code === '40P01') throw new TableRewrittenError([], 'deadlocked with a concurrent lock while the copy started');
       throw err;
     });
-    await target.connect();
-    await target.query('SET session_replication_role = replica');
-    for (const table of opts.tables) {
-      if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
-      await copyTable(source, target, table, opts);
+    const readers = [source];
+    const workers = opts.sourceConfig ? Math.max(1, Math.min(opts.workers ?? 1, opts.tables.length)) : 1;
+    for (let i = 1; i < workers; i++) {
+      const reader = new pg.Client(opts.sourceConfig);
+      reader.on('error', () => {});
+      clients.push(reader);
+      await reader.connect();
+      await importSnapshot(reader);
+      readers.push(reader);
     }
-    await source.query('COMMIT');
+    const pending = [...opts.tables];
+    let failed = false;
+    await Promise.all(
+      readers.map(async (reader) => {
+        const target = new pg.Client(opts.target);
+        target.on('error', () => {});
+        clients.push(target);
+        await target.connect();
+        await target.query('SET session_replication_role = replica');
+        for (let table = pending.shift(); table && !failed; table = pending.shift()) {
+          if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
+          try {
+            await copyTable(reader, target, table, opts);
+          } catch (err) {
+            if (!failed) {
+              failed = true;
+              abort(); // the other workers stop too; their rollbacks are the connections closing
+            }
+            throw err;
+          }
+        }
+      }),
+    );
+    for (const reader of readers) await reader.query('COMMIT');
   } finally {
     opts.signal?.removeEventListener('abort', abort);
-    await source.end().catch(() => {});
-    await target.end().catch(() => {});
+    for (const c of clients) await c.end().catch(() => {});
   }
 }
 
