@@ -18,15 +18,20 @@ export interface StatusDocument {
   tables?: Record<string, { state?: string; rowsCopied?: number; bytesCopied?: number; estimatedRows?: number | null; etaSeconds?: number | null }>;
 }
 
+/** `path` on a pgferry HTTP API at `baseUrl`; a malformed or non-HTTP address is a one-line --url error. */
+export function apiUrl(baseUrl: string, path: string): URL {
+  try {
+    const url = new URL(path, baseUrl);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return url;
+  } catch {
+    // reported below
+  }
+  throw new ConfigError(`--url: "${baseUrl}" is not an http:// address of a pgferry HTTP API (e.g. http://127.0.0.1:8484)`);
+}
+
 /** Fetches `/status` from a running pgferry; errors are one line naming the address and the remedy. */
 export async function fetchStatus(baseUrl: string, token?: string): Promise<StatusDocument> {
-  let url: URL;
-  try {
-    url = new URL('/status', baseUrl);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
-  } catch {
-    throw new ConfigError(`--url: "${baseUrl}" is not an http:// address of a pgferry HTTP API (e.g. http://127.0.0.1:8484)`);
-  }
+  const url = apiUrl(baseUrl, '/status');
   let res: Response;
   try {
     res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });

@@ -1,6 +1,6 @@
 import { ConfigError, ErrorCodes, PgferryError, describeError } from '../errors.js';
 import type { CutoverState } from '../cutover/state.js';
-import { fetchStatus } from '../status-report.js';
+import { apiUrl, fetchStatus } from '../status-report.js';
 
 /** How often `/status` is polled while the cutover runs. */
 const POLL_MS = 200;
@@ -12,13 +12,7 @@ const POLL_MS = 200;
 export async function runCutoverCommand(flags: { url?: string; token?: string }, out: (text: string) => void): Promise<number> {
   const base = flags.url ?? (process.env['PGFERRY_URL'] || 'http://127.0.0.1:8484');
   const token = flags.token ?? (process.env['PGFERRY_API_TOKEN'] || undefined);
-  let url: URL;
-  try {
-    url = new URL('/cutover', base);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
-  } catch {
-    throw new ConfigError(`--url: "${base}" is not an http:// address of a pgferry HTTP API (e.g. http://127.0.0.1:8484)`);
-  }
+  const url = apiUrl(base, '/cutover');
   if (!token) throw new ConfigError('--token: the API token is required (or PGFERRY_API_TOKEN): the value pgferry start was given');
   let res: Response;
   try {

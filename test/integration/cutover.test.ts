@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
@@ -10,9 +8,8 @@ import type { RawSettings } from '../../src/config/settings.js';
 import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { scrape, valueOf } from '../support/metrics.js';
 import { startPgBouncer, type TestPgBouncer } from '../support/pgbouncer.js';
-import { pace, startInProcess, waitForIdentical } from '../support/pgferry.js';
+import { pace, runCli, startInProcess, waitForIdentical } from '../support/pgferry.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const TOKEN = 'cutover-test-token';
 const TABLES = ['orders', 'events'];
 
@@ -126,17 +123,6 @@ function startApplication(url: string): { acked: string[]; errors: string[]; inv
   };
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('cutover', () => {
   let world: World | undefined;
