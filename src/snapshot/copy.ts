@@ -47,6 +47,8 @@ export async function copyTables(opts: {
   signal?: AbortSignal;
   /** Tables copied at once, each pair of sessions under the same snapshot. */
   workers?: number;
+  /** Estimated rows per table (`schema.name`): the largest tables are copied first. */
+  estimatedRows?: ReadonlyMap<string, number>;
 }): Promise<void> {
   const source = opts.source;
   const clients: pg.Client[] = [source];
@@ -77,28 +79,55 @@ export async function copyTables(opts: {
       await importSnapshot(reader);
       readers.push(reader);
     }
-    const pending = [...opts.tables];
+    // Largest first: the copy ends when its longest table does, so that one should start at once.
+    const size = (t: SourceTable): number => opts.estimatedRows?.get(tableKey(t)) ?? 0;
+    const pending = [...opts.tables].sort((a, b) => size(b) - size(a));
+    // Tables a worker could not lock without queueing behind a waiting TRUNCATE or DDL: only the
+    // first reader (which already holds every lock) can copy them.
+    const holderOnly: SourceTable[] = [];
+    let othersRunning = readers.length - 1;
+    let wakeHolder: () => void = () => {};
     let failed = false;
-    await Promise.all(
-      readers.map(async (reader) => {
-        const target = new pg.Client(opts.target);
-        target.on('error', () => {});
-        clients.push(target);
-        await target.connect();
-        await target.query('SET session_replication_role = replica');
-        for (let table = pending.shift(); table && !failed; table = pending.shift()) {
-          if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
-          try {
-            await copyTable(reader, target, table, opts);
-          } catch (err) {
-            if (!failed) {
-              failed = true;
-              abort(); // the other workers stop too; their rollbacks are the connections closing
-            }
-            throw err;
-          }
+    const copyWith = async (reader: pg.Client, first: boolean): Promise<void> => {
+      const target = new pg.Client(opts.target);
+      target.on('error', () => {});
+      clients.push(target);
+      await target.connect();
+      await target.query('SET session_replication_role = replica');
+      for (;;) {
+        if (failed) return;
+        if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
+        const table = (first ? holderOnly.shift() : undefined) ?? pending.shift();
+        if (!table) {
+          if (!first || othersRunning === 0) return;
+          await new Promise<void>((resolve) => (wakeHolder = resolve));
+          continue;
         }
-      }),
+        if (!first && !(await lockWithoutQueueing(reader, table))) {
+          holderOnly.push(table);
+          wakeHolder();
+          continue;
+        }
+        try {
+          await copyTable(reader, target, table, opts);
+        } catch (err) {
+          if (!failed) {
+            failed = true;
+            wakeHolder();
+            abort(); // the other workers stop too; their rollbacks are the connections closing
+          }
+          throw err;
+        }
+      }
+    };
+    await Promise.all(
+      readers.map((reader, i) =>
+        copyWith(reader, i === 0).finally(() => {
+          if (i === 0) return;
+          othersRunning--;
+          wakeHolder();
+        }),
+      ),
     );
     for (const reader of readers) await reader.query('COMMIT');
   } finally {
@@ -125,6 +154,26 @@ async function lockAndCheck(source: pg.Client, tables: SourceTable[]): Promise<v
     [tables.map((t) => t.oid)],
   );
   if (rows.length > 0) throw new TableRewrittenError(rows.map((r) => r.name));
+}
+
+/**
+ * Locks `table` (ACCESS SHARE) in a worker's session unless that would queue. A worker must never
+ * wait for a lock: a TRUNCATE or DDL waiting behind the first reader's lock is ahead of it in the
+ * queue, and the first reader commits only after every worker is done, a deadlock PostgreSQL
+ * cannot see (pg_dump's parallel workers lock with NOWAIT for the same reason). The savepoint
+ * keeps the snapshot's transaction usable after a refusal.
+ */
+async function lockWithoutQueueing(reader: pg.Client, table: SourceTable): Promise<boolean> {
+  await reader.query('SAVEPOINT pgferry_lock');
+  try {
+    await reader.query(`LOCK TABLE ${qualified(table)} IN ACCESS SHARE MODE NOWAIT`);
+    await reader.query('RELEASE SAVEPOINT pgferry_lock');
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '55P03') throw err;
+    await reader.query('ROLLBACK TO SAVEPOINT pgferry_lock');
+    return false;
+  }
 }
 
 /** A table was truncated or rewritten on the source while the copy was starting. */

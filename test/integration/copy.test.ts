@@ -5,7 +5,8 @@ import { listSourceTables } from '../../src/source/catalog.js';
 import { createSlotWithSnapshot } from '../../src/source/slot.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
 import { ensureStateSchema } from '../../src/apply/state-store.js';
-import { createTestDatabases, type TestDatabases } from '../support/databases.js';
+import pg from 'pg';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 
 describe('initial copy under the exported snapshot', () => {
   let db: TestDatabases;
@@ -61,5 +62,54 @@ describe('initial copy under the exported snapshot', () => {
     await expect(attempt).rejects.toBeInstanceOf(TableRewrittenError);
     await expect(attempt).rejects.toThrow('public.b truncated or rewritten');
     expect((await db.target.query(`SELECT count(*)::int AS n FROM a`)).rows[0].n).toBe(0);
+  });
+
+  it('never queues a worker behind a TRUNCATE waiting for the first reader: that table goes to the first reader', async () => {
+    await db.source.query(`CREATE TABLE big1 (id int PRIMARY KEY, v text); CREATE TABLE big2 (id int PRIMARY KEY, v text); CREATE TABLE small (id int PRIMARY KEY);
+      INSERT INTO big1 SELECT g, repeat('x', 100) FROM generate_series(1, 1500000) g;
+      INSERT INTO big2 SELECT g, repeat('y', 100) FROM generate_series(1, 300000) g;
+      INSERT INTO small SELECT generate_series(1, 10)`);
+    await db.target.query(`CREATE TABLE big1 (id int, v text); CREATE TABLE big2 (id int, v text); CREATE TABLE small (id int)`);
+    const { tables } = await listSourceTables(db.source, ['big1', 'big2', 'small'].map((name) => ({ schema: 'public', name })));
+    const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
+    const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), 'copy_nowait');
+    const progress = new Map<string, TableProgress>();
+    const truncater = new pg.Client({ connectionString: db.sourceUrl });
+    await truncater.connect();
+    try {
+      const copying = copyTables({
+        source: reader,
+        sourceConfig: clientConfig('source', db.sourceUrl),
+        workers: 2,
+        target: clientConfig('target', db.targetUrl),
+        snapshotName: exported.snapshotName,
+        tables,
+        estimatedRows: new Map([['public.big1', 1_500_000], ['public.big2', 300_000], ['public.small', 10]]),
+        slot: 'copy_nowait',
+        progress,
+        log: pino({ level: 'silent' }),
+      });
+      copying.catch(() => {});
+      // Both readers busy with the big tables; then a TRUNCATE queues behind the first reader's lock on small.
+      await waitFor(() => progress.get('public.big1')?.state === 'copying' && progress.get('public.big2')?.state === 'copying', 'both big tables copying', 30_000);
+      const truncated = truncater.query('TRUNCATE small');
+      truncated.catch(() => {});
+      await waitFor(
+        async () => (await db.source.query(`SELECT 1 FROM pg_locks WHERE relation = 'small'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted`)).rowCount === 1,
+        'TRUNCATE waiting for its lock',
+        10_000,
+      );
+      // The second reader finishes big2 and reaches small while the TRUNCATE waits: the case under test.
+      expect(progress.get('public.big2')?.state).toBe('copying');
+      await copying;
+      await truncated;
+      expect([...progress.values()].map((p) => p.state)).toEqual(['copied', 'copied', 'copied']);
+      // The copy read small as of the snapshot, before the TRUNCATE (which the stream would replay).
+      expect((await db.target.query(`SELECT count(*)::int AS n FROM small`)).rows[0].n).toBe(10);
+      expect((await db.target.query(`SELECT count(*)::int AS n FROM big2`)).rows[0].n).toBe(300_000);
+    } finally {
+      await truncater.end();
+      await exported.release();
+    }
   });
 });
