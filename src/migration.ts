@@ -62,6 +62,13 @@ export class Migration {
   private inFlight = false;
   /** Which side the current replication session's failure came from, when the error does not say. */
   private failingSide: Side = 'target';
+  /**
+   * Source transactions up to this commit LSN are applied one change at a time, in source order:
+   * set when a batched group hit a constraint (see {@link Applier.strict}), cleared once applied.
+   */
+  private strictThrough: Lsn | null = null;
+  /** Commit LSN of the last source transaction begun in the current replication session. */
+  private lastBegun: Lsn | null = null;
   /** Settles when {@link run} has returned. */
   private idle: Promise<void> = Promise.resolve();
 
@@ -107,6 +114,12 @@ export class Migration {
         if (this.fatal) throw this.fatal;
         if (this.stopping) break;
         if (err instanceof PreflightError) throw err;
+        if (isConstraintViolation(err) && this.strictThrough === null && this.lastBegun !== null) {
+          // A batch may reorder rows of one table (one statement for many keys): replay those transactions change by change.
+          this.strictThrough = this.lastBegun;
+          this.log.warn({ err, through: formatLsn(this.lastBegun) }, 'a batched statement hit a constraint; applying those transactions again one change at a time');
+          continue;
+        }
         const retryable = isConnectionError(err) || (err instanceof PgferryError && err.retryable);
         this.metrics.errors.inc({ kind: errorKind(err, 'apply') });
         this.metrics.reconnects.inc({ side: sideOf(err, this.failingSide) });
@@ -367,6 +380,9 @@ export class Migration {
         switch (m.tag) {
           case 'begin':
             inTransaction = true;
+            this.lastBegun = m.finalLsn;
+            if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
+            applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
             if (!applier.groupOpen) groupStarted = performance.now();
             // The server may resend a transaction that ends at or before what the target holds.
             skipping = m.finalLsn < applied;
@@ -544,6 +560,12 @@ function errorKind(err: unknown, fallback: (typeof ERROR_KINDS)[number]): string
 function sideOf(err: unknown, fallback: Side): Side {
   const message = err instanceof Error ? err.message : '';
   return message.startsWith('source') ? 'source' : message.startsWith('target') ? 'target' : fallback;
+}
+
+/** A constraint violation (SQLSTATE class 23) raised by the target. */
+function isConstraintViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('23');
 }
 
 /** Runs both preflights and reports the problems of both sides in one error. */

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { qualified, tableKey, type TableName } from '../pg/connection.js';
-import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
+import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, insertStatement, matchStatement, truncateStatement, updateByKeysStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
@@ -16,22 +16,51 @@ type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 const INSERT_BATCH_ROWS = 5_000;
 const STATEMENT_BATCH = 500;
 const KEYED_BATCH_ROWS = 1_000;
+/** Rows held in open runs, all tables together, before every run is sent. */
+const RUN_BYTES = 8 * 1024 * 1024;
 /** A group commits after this many source transactions or this long since it opened, whichever first. */
 const GROUP_TRANSACTIONS = 1_000;
 const GROUP_MS = 200;
 const BATCH_BYTES = 2 * 1024 * 1024;
-/** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
-const COPY_MIN_ROWS = 8;
+/** A run of fewer inserts than this goes as one multi-row INSERT in the statement batch, more as COPY. */
+const COPY_MIN_ROWS = 100;
 
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
+/** Consecutive inserts into one table with the same columns, not yet sent. */
+interface InsertRun {
+  kind: 'insert';
+  plan: RelationPlan;
+  present: number[];
+  presentKey: string;
+  tuples: TupleValue[][];
+  bytes: number;
+}
+
+/** Updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
+interface KeyedRun {
+  kind: 'update' | 'delete';
+  plan: RelationPlan;
+  set: number[];
+  rows: (string | null)[][];
+  keys: Set<string>;
+  bytes: number;
+}
+
 /**
- * Applies decoded transactions to the target the way PostgreSQL's apply worker does: in source
- * commit order, with `session_replication_role = replica` so target triggers and foreign keys do
- * not fire again. Consecutive source transactions may share one target transaction (a group); the
- * end LSN of the group's last source transaction is written to pgferry's state table inside that
- * same target transaction, so data and progress commit (or vanish) together.
+ * Applies decoded transactions to the target the way PostgreSQL's apply worker does, with
+ * `session_replication_role = replica` so target triggers and foreign keys do not fire again.
+ * Consecutive source transactions may share one target transaction (a group); the end LSN of the
+ * group's last source transaction is written to pgferry's state table inside that same target
+ * transaction, so data and progress commit (or vanish) together.
+ *
+ * Order: changes to one target table apply in source order. Within a group, changes to different
+ * tables may be sent in another order (one run per table: inserts as one COPY or multi-row INSERT,
+ * updates and deletes by distinct keys as one statement); the group commits atomically, so no
+ * reader sees the difference. A constraint that a reordered batch trips (a unique value moved from
+ * one row to another) is not a divergence: in {@link strict} mode every change is sent alone, in
+ * source order, and the caller replays the failed group that way.
  *
  * Every change must touch exactly one row; anything else means the target diverged, and apply
  * stops with an error rather than silently skipping (the slot keeps the change for a retry).
@@ -40,13 +69,19 @@ export class Applier {
   private readonly relations = new Map<number, RelationMessage>();
   private readonly plans = new Map<number, RelationPlan>();
   private open = false;
-  /** Consecutive inserts into one table with the same columns, not yet sent. */
-  private inserts: { key: string; plan: RelationPlan; present: number[]; tuples: TupleValue[][]; bytes: number } | null = null;
-  /** Statements not yet sent, in source order; they go in one simple-query round trip. */
+  /** The open run of each target table (`schema.name`), in the order they were opened. */
+  private runs = new Map<string, InsertRun | KeyedRun>();
+  private runBytes = 0;
+  /** Statements not yet sent, in order; they go in one simple-query round trip. */
   private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
-  /** A run of updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
-  private keyed: { op: 'update' | 'delete'; plan: RelationPlan; set: number[]; rows: (string | null)[][]; keys: Set<string>; bytes: number } | null = null;
   private statementBytes = 0;
+  /** The statement batch sent but not yet answered (at most one: the next waits for it). */
+  private inFlight: Promise<void> | null = null;
+  /**
+   * Send every change alone, in source order (no runs): set between source transactions, for a
+   * replay of a group whose batched form hit a constraint.
+   */
+  strict = false;
   private counts: ChangeCounts = new Map();
   /** The source transactions in the open target transaction: how many, and where the last one ends. */
   private group: { endLsn: Lsn | null; transactions: number; openedAt: number } = { endLsn: null, transactions: 0, openedAt: 0 };
@@ -59,8 +94,10 @@ export class Applier {
 
   /** Prepares the apply session; call once per connection. */
   async init(): Promise<void> {
-    // standard_conforming_strings: inlined literals must not treat backslashes as escapes.
-    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on`);
+    // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
+    // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
+    // worker does), never scan the whole table per batch.
+    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off`);
   }
 
   /**
@@ -121,18 +158,23 @@ export class Applier {
   /** Applies one row change or truncate inside the open transaction. */
   async change(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
     if (!this.open) await this.begin();
-    if (msg.tag !== 'insert') await this.flushInserts(); // changes apply in source order
+    if (this.strict && this.runs.size > 0) await this.flush();
     switch (msg.tag) {
       case 'insert': {
-        await this.closeKeyed();
         const plan = await this.plan(msg.relationOid);
         const present = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i]));
-        const key = `${msg.relationOid}:${present.join(',')}`;
-        if (this.inserts && (this.inserts.key !== key || this.inserts.plan !== plan)) await this.flushInserts();
-        const batch = (this.inserts ??= { key, plan, present, tuples: [], bytes: 0 });
-        batch.tuples.push(msg.newTuple);
-        batch.bytes += tupleBytes(msg.newTuple);
-        if (batch.tuples.length >= INSERT_BATCH_ROWS || batch.bytes >= BATCH_BYTES) await this.flushInserts();
+        if (this.strict) {
+          await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
+          return;
+        }
+        const table = tableKey(plan.table);
+        const presentKey = present.join(',');
+        let run = this.runs.get(table);
+        if (run && (run.kind !== 'insert' || run.plan !== plan || run.presentKey !== presentKey)) run = await this.closeRun(table);
+        if (!run) this.runs.set(table, (run = { kind: 'insert', plan, present, presentKey, tuples: [], bytes: 0 }));
+        const bytes = tupleBytes(msg.newTuple);
+        (run as InsertRun).tuples.push(msg.newTuple);
+        await this.grow(table, run, bytes, (run as InsertRun).tuples.length >= INSERT_BATCH_ROWS);
         return;
       }
       case 'update': {
@@ -148,12 +190,12 @@ export class Applier {
         const set = msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST || immutable.has(i) ? [] : [i]));
         const guard = plan.alwaysIdentity.filter((i) => !match.includes(i) && msg.newTuple[i] !== UNCHANGED_TOAST);
         const setOthers = set.filter((i) => !match.includes(i));
-        if (!full && !msg.oldTuple && guard.length === 0 && setOthers.length > 0) {
+        if (!this.strict && !full && !msg.oldTuple && guard.length === 0 && setOthers.length > 0) {
           // Key unchanged: joins a set-based batch of updates to this table.
           await this.keyedChange('update', plan, setOthers, msg.newTuple);
           return;
         }
-        await this.closeKeyed();
+        await this.closeRun(tableKey(plan.table));
         // Nothing to assign (only unchanged TOAST and identity columns): still prove the row is there.
         const stmt = set.length > 0 ? updateStatement(plan, set, match, full, guard) : matchStatement(plan, match, full, guard);
         await this.exec(plan, stmt, msg.newTuple, old, 'update');
@@ -162,11 +204,11 @@ export class Applier {
       case 'delete': {
         const plan = await this.plan(msg.relationOid);
         const [match, full] = this.match(plan, msg.oldTuple, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
-        if (!full) {
+        if (!this.strict && !full) {
           await this.keyedChange('delete', plan, [], msg.oldTuple);
           return;
         }
-        await this.closeKeyed();
+        await this.closeRun(tableKey(plan.table));
         await this.exec(plan, deleteStatement(plan, match, full), msg.oldTuple, msg.oldTuple, 'delete');
         return;
       }
@@ -175,12 +217,22 @@ export class Applier {
         for (const oid of msg.relationOids) plans.push(await this.plan(oid));
         // No CASCADE, like the native apply worker: the source already lists every table it cascaded to,
         // and cascading here could empty target tables pgferry does not migrate.
-        await this.flushStatements();
+        await this.flush();
         await this.client.query(truncateStatement(plans, msg.restartIdentity));
         for (const p of plans) this.count(p, 'truncate');
         return;
       }
     }
+  }
+
+  /**
+   * Sends everything buffered, in order: afterwards the target transaction holds every change
+   * received so far. Call it before running anything else in the apply session.
+   */
+  async flush(): Promise<void> {
+    for (const table of [...this.runs.keys()]) await this.closeRun(table);
+    await this.flushStatements();
+    await this.drain();
   }
 
   /**
@@ -214,8 +266,7 @@ export class Applier {
    */
   async commitGroup(): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
     if (!this.open || this.group.endLsn === null) return null;
-    await this.flushInserts();
-    await this.flushStatements();
+    await this.flush();
     await saveAppliedLsn(this.client, this.slot, this.group.endLsn);
     await this.client.query('COMMIT');
     this.open = false;
@@ -233,68 +284,94 @@ export class Applier {
 
   /** Rolls back an open transaction (after a failure; safe to call at any time). */
   async rollback(): Promise<void> {
-    this.inserts = null;
-    this.keyed = null;
+    this.runs.clear();
+    this.runBytes = 0;
     this.statements = [];
     this.statementBytes = 0;
+    this.inFlight = null; // its failure (if any) is why we roll back; ROLLBACK queues behind it
     if (!this.open) return;
     this.open = false;
     await this.client.query('ROLLBACK');
   }
 
-  /**
-   * Sends the buffered consecutive inserts into one table: a few rows as INSERT statements in the
-   * statement batch, more as one COPY in text format. Either way every row must land, or apply stops.
-   */
-  private async flushInserts(): Promise<void> {
-    const batch = this.inserts;
-    if (!batch) return;
-    this.inserts = null;
-    if (batch.tuples.length < COPY_MIN_ROWS) {
-      for (const t of batch.tuples) await this.exec(batch.plan, insertStatement(batch.plan, batch.present), t, t, 'insert');
-      return;
-    }
-    await this.flushStatements(); // they come first in source order
-    const lines = batch.tuples.map((t) => copyTextLine(batch.present.map((i) => text(t[i]))));
-    const stream = this.client.query(copyStreams.from(copyInStatement(batch.plan, batch.present)));
-    await pipeline(Readable.from([lines.join("")]), stream); // one chunk: per-row writes cost more than the COPY itself
-    if (stream.rowCount !== lines.length) {
-      throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${tableKey(batch.plan.table)} stored ${stream.rowCount} of ${lines.length} rows`);
-    }
-    this.countsFor(batch.plan).insert += lines.length;
-  }
-
-  /** Adds one update or delete by key to the current run, starting a new run when it cannot join. */
+  /** Adds one update or delete by key to its table's run, closing the run first when it cannot join. */
   private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
+    const table = tableKey(plan.table);
     const key = plan.keyIndexes.map((i) => text(tuple[i]));
     const keyText = JSON.stringify(key);
-    const run = this.keyed;
-    if (run && (run.op !== op || run.plan !== plan || run.set.join() !== set.join() || run.keys.has(keyText))) await this.closeKeyed();
-    const current = (this.keyed ??= { op, plan, set, rows: [], keys: new Set(), bytes: 0 });
+    let run = this.runs.get(table);
+    if (run && (run.kind !== op || run.plan !== plan || (run as KeyedRun).set.join() !== set.join() || (run as KeyedRun).keys.has(keyText))) run = await this.closeRun(table);
+    if (!run) this.runs.set(table, (run = { kind: op, plan, set, rows: [], keys: new Set(), bytes: 0 }));
+    const keyed = run as KeyedRun;
     const row = [...key, ...set.map((i) => text(tuple[i]))];
-    current.rows.push(row);
-    current.keys.add(keyText);
-    current.bytes += tupleBytes(row);
-    if (current.rows.length >= KEYED_BATCH_ROWS || current.bytes >= BATCH_BYTES) await this.closeKeyed();
+    keyed.rows.push(row);
+    keyed.keys.add(keyText);
+    await this.grow(table, run, tupleBytes(row), keyed.rows.length >= KEYED_BATCH_ROWS);
   }
 
-  /** Moves the current run of keyed changes into the statement batch (in order). */
-  private async closeKeyed(): Promise<void> {
-    const run = this.keyed;
-    if (!run) return;
-    this.keyed = null;
-    const sql = run.op === 'update' ? updateByKeysStatement(run.plan, run.set, run.rows) : deleteByKeysStatement(run.plan, run.rows);
-    await this.queue({ sql, plan: run.plan, op: run.op, rows: run.rows.length, keys: [...run.keys] });
+  /** Accounts for a row added to `run`; closes it when full, and every run when they hold too much together. */
+  private async grow(table: string, run: InsertRun | KeyedRun, bytes: number, full: boolean): Promise<void> {
+    run.bytes += bytes;
+    this.runBytes += bytes;
+    if (full || run.bytes >= BATCH_BYTES) await this.closeRun(table);
+    if (this.runBytes >= RUN_BYTES) for (const t of [...this.runs.keys()]) await this.closeRun(t);
+  }
+
+  /**
+   * Ends `table`'s run: updates and deletes, and short insert runs, become one statement in the
+   * batch; a long insert run goes as one COPY in text format (after the batch, which may hold this
+   * table's earlier changes). Either way every row must land, or apply stops. Returns undefined.
+   */
+  private async closeRun(table: string): Promise<undefined> {
+    const run = this.runs.get(table);
+    if (!run) return undefined;
+    this.runs.delete(table);
+    this.runBytes -= run.bytes;
+    if (run.kind !== 'insert') {
+      const sql = run.kind === 'update' ? updateByKeysStatement(run.plan, run.set, run.rows) : deleteByKeysStatement(run.plan, run.rows);
+      await this.queue({ sql, plan: run.plan, op: run.kind, rows: run.rows.length, keys: [...run.keys] });
+      return undefined;
+    }
+    const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
+    if (values.length < COPY_MIN_ROWS) {
+      await this.queue({ sql: insertRowsStatement(run.plan, run.present, values), plan: run.plan, op: 'insert', rows: values.length, keys: [] });
+      return undefined;
+    }
+    await this.flushStatements();
+    await this.drain();
+    const stream = this.client.query(copyStreams.from(copyInStatement(run.plan, run.present)));
+    await pipeline(Readable.from([values.map(copyTextLine).join('')]), stream); // one chunk: per-row writes cost more than the COPY itself
+    if (stream.rowCount !== values.length) {
+      throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${stream.rowCount} of ${values.length} rows`);
+    }
+    this.countsFor(run.plan).insert += values.length;
+    return undefined;
   }
 
   /** Sends the statement batch in one round trip and checks that each statement touched exactly its rows. */
   private async flushStatements(): Promise<void> {
-    await this.closeKeyed();
     const batch = this.statements;
     if (batch.length === 0) return;
     this.statements = [];
     this.statementBytes = 0;
-    const result = (await this.client.query(batch.map((s) => s.sql).join(';\n'))) as pg.QueryResult | pg.QueryResult[];
+    // Pipelined: the batch is queued on the connection and this returns at once (unless the one
+    // before is still waiting), so the next batch is built while the target runs this one.
+    const previous = this.inFlight;
+    const current = this.client.query(batch.map((s) => s.sql).join(';\n')).then((result: pg.QueryResult | pg.QueryResult[]) => this.check(batch, result));
+    current.catch(() => {}); // surfaces at the next wait, see drain()
+    this.inFlight = current;
+    if (previous) await previous;
+  }
+
+  /** Waits for the batch in flight and surfaces its failure. */
+  private async drain(): Promise<void> {
+    const current = this.inFlight;
+    this.inFlight = null;
+    if (current) await current;
+  }
+
+  /** Each statement of a batch must have touched exactly its rows. */
+  private check(batch: { plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[], result: pg.QueryResult | pg.QueryResult[]): void {
     const results = Array.isArray(result) ? result : [result];
     batch.forEach((s, i) => {
       const rows = results[i]?.rowCount ?? 0;

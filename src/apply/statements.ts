@@ -38,6 +38,22 @@ export function insertStatement(plan: RelationPlan, present: number[]): Statemen
   return { sql: `INSERT INTO ${qualified(plan.table)} (${cols})${overriding} VALUES (${values})`, params: present };
 }
 
+/**
+ * One multi-row `INSERT` of the present columns with the values inlined as untyped literals: in an
+ * INSERT's VALUES list each one is coerced to its target column by the column type's input
+ * function, exactly as a parameter would be. `rows` holds the present columns' values per row.
+ */
+export function insertRowsStatement(plan: RelationPlan, present: number[], rows: (string | null)[][]): string {
+  const cols = present.map((i) => ident(plan.columns[i]!)).join(', ');
+  const overriding = plan.alwaysIdentity.length > 0 ? ' OVERRIDING SYSTEM VALUE' : '';
+  return `INSERT INTO ${qualified(plan.table)} (${cols})${overriding} VALUES ${rows.map((r) => `(${r.map(literal).join(', ')})`).join(', ')}`;
+}
+
+/** A value as an SQL string literal (`NULL` for null); needs `standard_conforming_strings = on`. */
+function literal(v: string | null): string {
+  return v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`;
+}
+
 function target(plan: RelationPlan): string {
   return `${plan.only ? 'ONLY ' : ''}${qualified(plan.table)}`;
 }
@@ -122,7 +138,7 @@ export function inlineParams(sql: string, values: (string | null)[]): string {
       if (m) {
         const v = values[Number(m[1]) - 1];
         if (v === undefined) throw new RangeError(`no value for ${m[0]}`);
-        out += v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`;
+        out += literal(v);
         i += m[0].length - 1;
         continue;
       }
@@ -154,5 +170,5 @@ export function deleteByKeysStatement(plan: RelationPlan, rows: (string | null)[
 }
 
 function valuesList(plan: RelationPlan, cols: number[], rows: (string | null)[][]): string {
-  return rows.map((r) => `(${r.map((v, n) => `${v === null ? 'NULL' : `'${v.replace(/'/g, "''")}'`}::${plan.baseTypes[cols[n]!]}`).join(', ')})`).join(', ');
+  return rows.map((r) => `(${r.map((v, n) => `${literal(v)}::${plan.baseTypes[cols[n]!]}`).join(', ')})`).join(', ');
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
+import { copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from '../../../src/apply/statements.js';
 
 /** Mixed case, spaces and embedded double quotes everywhere a name appears. */
 const plan: RelationPlan = {
@@ -22,6 +22,18 @@ function bind(stmt: Statement, newTuple: string[], oldTuple: string[]): string[]
   expect([...used].sort((a, b) => a - b)).toEqual(stmt.params.map((_, n) => n + 1));
   return stmt.params.map((p) => (p >= 0 ? newTuple[p]! : oldTuple[-1 - p]!));
 }
+
+describe('insertRowsStatement', () => {
+  it('inserts many rows as untyped literals, quotes doubled, NULL unquoted, backslashes kept', () => {
+    expect(insertRowsStatement(plan, [0, 1], [['1', "O'Brien"], ['2', null], ['3', 'a\\b']])).toBe(
+      `INSERT INTO ${TABLE} ("Id", "first name") VALUES ('1', 'O''Brien'), ('2', NULL), ('3', 'a\\b')`,
+    );
+  });
+
+  it('says OVERRIDING SYSTEM VALUE when the plan asks for it', () => {
+    expect(insertRowsStatement({ ...plan, alwaysIdentity: [0] }, [0], [['1']])).toBe(`INSERT INTO ${TABLE} ("Id") OVERRIDING SYSTEM VALUE VALUES ('1')`);
+  });
+});
 
 describe('insertStatement', () => {
   it('inserts the present columns, quoting every name', () => {
