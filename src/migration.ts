@@ -28,6 +28,8 @@ const COPY_WORKERS = 2;
 const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
+/** How often the target's WAL flush position is read while committed groups are not yet known durable. */
+const DURABLE_POLL_MS = 100;
 /** How long a stop waits for the transaction in flight to commit before rolling it back instead. */
 const STOP_GRACE_MS = 20_000;
 /** How often copy progress is logged during the initial copy. */
@@ -41,9 +43,11 @@ const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
  * `pgferry.migration` row says where it stands.
  *
  * Confirmation invariant: the position confirmed to the slot is either the end LSN of a source
- * transaction committed on the target (with `synchronous_commit = on`, so durable), or a position
- * reached while nothing was in flight (an empty transaction's end, or a keepalive's walEnd between
- * transactions). Nothing received but not yet committed is ever confirmed.
+ * transaction committed on the target and flushed there (the apply session commits asynchronously;
+ * a group counts once the target's WAL flush position passes its commit), or a position reached
+ * while nothing was in flight (an empty transaction's end, or a keepalive's walEnd between
+ * transactions) with every group before it flushed. Nothing received but not yet durable on the
+ * target is ever confirmed.
  */
 export class Migration {
   private stopping = false;
@@ -285,15 +289,33 @@ export class Migration {
     let paused = false;
     let ended = false;
     let timer: NodeJS.Timeout | null = null;
+    let durablePoll: NodeJS.Timeout | null = null;
     try {
       await applier.init();
       const state = await readMigration(target, this.settings.slot);
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
-      // The slot may already be confirmed past `applied` (idle positions are not stored): never report less.
       this.status.connected.target = true;
       const slot = await this.checkSlot();
-      let confirmable: Lsn = maxLsn(applied, slot.confirmedFlush ?? applied);
+      // What the slot already has is confirmable (it may be past `applied`: idle positions are not stored).
+      let confirmable: Lsn = slot.confirmedFlush ?? applied;
+      /**
+       * Committed groups not yet known to be flushed on the target (the apply session commits
+       * asynchronously), oldest first: the source position each makes confirmable, and the target
+       * WAL position that makes it durable.
+       */
+      const undurable: { source: Lsn; target: Lsn }[] = [];
+      const durableUpTo = (flushed: Lsn): void => {
+        while (undurable.length > 0 && undurable[0]!.target <= flushed) confirmable = maxLsn(confirmable, undurable.shift()!.source);
+      };
+      /** A source position reached with nothing in flight: confirmable once every earlier group is durable. */
+      const reached = (lsn: Lsn): void => {
+        const last = undurable[undurable.length - 1];
+        if (last) last.source = maxLsn(last.source, lsn);
+        else confirmable = maxLsn(confirmable, lsn);
+      };
+      // `applied` was read committed, but perhaps not yet flushed (an asynchronous commit just before a restart).
+      undurable.push({ source: applied, target: (await applier.walPositions()).inserted });
       // A reconnect during or after a cutover leaves its phase alone.
       if (this.status.phase !== 'failed' && this.status.phase !== 'cutover' && this.status.phase !== 'done') this.status.phase = 'streaming';
       let lastSent = 0;
@@ -321,6 +343,20 @@ export class Migration {
         this.wake?.();
       });
       timer = setInterval(() => confirm(true), STATUS_INTERVAL_MS);
+      // Groups become durable when the target's WAL writer flushes them (within a few wal_writer_delay).
+      let polling = false;
+      durablePoll = setInterval(() => {
+        if (polling || undurable.length === 0) return;
+        polling = true;
+        applier
+          .walPositions()
+          .then(({ flushed }) => {
+            durableUpTo(flushed);
+            confirm(queue.length === 0);
+          })
+          .catch(() => {}) // the apply session is failing or closing: the loop reports why
+          .finally(() => (polling = false));
+      }, DURABLE_POLL_MS);
       this.status.connected.source = true;
 
       let inTransaction = false;
@@ -329,11 +365,13 @@ export class Migration {
       const grouped: bigint[] = [];
       let groupStarted = 0;
       /** Commits the group; only then are its transactions durable, so only then confirmable. */
-      const commitGroup = async (): Promise<void> => {
-        const done = await applier.commitGroup();
+      const commitGroup = async (durable = false): Promise<void> => {
+        const done = await applier.commitGroup({ durable });
         if (!done) return;
         applied = maxLsn(applied, done.lsn);
-        confirmable = maxLsn(confirmable, done.lsn);
+        undurable.push({ source: done.lsn, target: done.targetLsn });
+        if (durable) durableUpTo(done.targetLsn);
+        durableUpTo(done.flushedLsn);
         this.status.appliedLsn = applied;
         this.status.transactionsApplied += done.transactions;
         for (const c of done.counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
@@ -372,7 +410,7 @@ export class Migration {
         if (event.kind === 'keepalive') {
           if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup();
           // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
-          if (!inTransaction && !applier.groupOpen) confirmable = maxLsn(confirmable, event.walEnd);
+          if (!inTransaction && !applier.groupOpen) reached(event.walEnd);
           confirm(event.replyRequested);
           continue;
         }
@@ -410,7 +448,7 @@ export class Migration {
             } else {
               // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
               this.transactionDone(m.commitTime);
-              confirmable = maxLsn(confirmable, m.endLsn);
+              reached(m.endLsn);
               confirm(queue.length === 0);
             }
             break;
@@ -420,7 +458,8 @@ export class Migration {
         }
       }
       if (this.stopping && !ended && !this.abandoned && !this.fatal) {
-        await commitGroup();
+        await commitGroup(true); // a synchronous commit: every group before it is flushed too
+        for (const deadline = Date.now() + 2_000; undurable.length > 0 && Date.now() < deadline; await this.sleep(20)) durableUpTo((await applier.walPositions()).flushed);
         confirm(true); // everything committed so far, including the transaction that was in flight
         this.log.info({ appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) }, 'stopped between transactions; the last committed position is confirmed');
       }
@@ -428,6 +467,7 @@ export class Migration {
       if (ended && !this.stopping) await running; // surfaces why the stream ended
     } finally {
       if (timer) clearInterval(timer);
+      if (durablePoll) clearInterval(durablePoll);
       this.inFlight = false;
       this.status.connected.source = this.status.connected.target = false;
       // Received but unapplied transactions are sent again; lag keeps counting from the oldest.

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { Lsn } from '../protocol/lsn.js';
+import { parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { qualified, tableKey, type TableName } from '../pg/connection.js';
 import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, insertStatement, matchStatement, truncateStatement, updateByKeysStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
@@ -97,7 +97,7 @@ export class Applier {
     // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
     // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
     // worker does), never scan the whole table per batch.
-    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off`);
+    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off; SET synchronous_commit = off`);
   }
 
   /**
@@ -260,26 +260,31 @@ export class Applier {
 
   /**
    * Commits the open group, with the end LSN of its last complete source transaction stored in the
-   * same target transaction (`synchronous_commit = on`: durable once this returns). Changes of an
-   * unfinished source transaction must not be in the group: call it only between transactions.
-   * Returns the committed position, or null when there was nothing to commit.
+   * same target transaction. Changes of an unfinished source transaction must not be in the group:
+   * call it only between transactions. The apply session commits asynchronously, as the native
+   * apply worker does: the group is durable only once the target's WAL is flushed to `targetLsn`
+   * (see {@link walPositions}); with `durable`, this commit waits for that flush, which makes every
+   * earlier group durable too. Returns null when there was nothing to commit.
    */
-  async commitGroup(): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
+  async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; targetLsn: Lsn; flushedLsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
     if (!this.open || this.group.endLsn === null) return null;
     await this.flush();
     await saveAppliedLsn(this.client, this.slot, this.group.endLsn);
-    await this.client.query('COMMIT');
+    const results = (await this.client.query(
+      `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
+    )) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
     this.open = false;
-    return { lsn: this.group.endLsn, transactions: this.group.transactions, counts: this.counts };
+    const wal = results[results.length - 1]!.rows[0]!;
+    return { lsn: this.group.endLsn, targetLsn: parseLsn(wal.inserted), flushedLsn: parseLsn(wal.flushed), transactions: this.group.transactions, counts: this.counts };
   }
 
   /**
-   * Ends the source transaction ending at `endLsn` and commits it at once (no grouping).
-   * Returns what it applied, or null when it touched nothing pgferry replicates.
+   * The target's WAL positions now: everything committed so far ends at or before `inserted`, and
+   * every group whose `targetLsn` is at or below `flushed` is durable.
    */
-  async commit(endLsn: Lsn): Promise<ChangeCounts | null> {
-    if (!this.endTransaction(endLsn)) return null;
-    return (await this.commitGroup())?.counts ?? null;
+  async walPositions(): Promise<{ inserted: Lsn; flushed: Lsn }> {
+    const { rows } = await this.client.query<{ inserted: string; flushed: string }>('SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed');
+    return { inserted: parseLsn(rows[0]!.inserted), flushed: parseLsn(rows[0]!.flushed) };
   }
 
   /** Rolls back an open transaction (after a failure; safe to call at any time). */

@@ -129,8 +129,10 @@ export class Cutover {
         const fenceLsn = parseLsn(r!.lsn);
         let nudged = 0;
         for (;;) {
-          const reached = maxOf(status.appliedLsn, status.confirmedLsn);
-          if (reached !== null && reached >= fenceLsn) return `target applied up to ${formatLsn(fenceLsn)} (the source position after the fence)`;
+          // Confirmed, not just applied: the target has flushed it (apply commits asynchronously), so a
+          // target crash right after the switch cannot take back a transaction the source committed.
+          const reached = status.confirmedLsn;
+          if (reached !== null && reached >= fenceLsn) return `target applied and flushed up to ${formatLsn(fenceLsn)} (the source position after the fence)`;
           if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `the target did not apply up to the fence position ${formatLsn(fenceLsn)} in time (applied ${status.appliedLsn === null ? '-' : formatLsn(status.appliedLsn)}, confirmed ${status.confirmedLsn === null ? '-' : formatLsn(status.confirmedLsn)}${status.lastError ? `; last error: ${status.lastError}` : ''}); check /status lastError and the target, or raise cutoverDrainTimeout`);
           if (Date.now() - nudged >= NUDGE_INTERVAL_MS) {
             nudged = Date.now();
@@ -342,12 +344,6 @@ export class Cutover {
       log.info({ step: name, outcome: record.outcome, durationSeconds: record.durationSeconds, detail: record.detail }, `cutover step ${name} ${record.outcome}`);
     }
   }
-}
-
-function maxOf(a: Lsn | null, b: Lsn | null): Lsn | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return a > b ? a : b;
 }
 
 function round(seconds: number): number {

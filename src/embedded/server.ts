@@ -14,6 +14,10 @@ export interface EmbeddedServer {
   dataDir: string;
   /** postgresql://postgres@127.0.0.1:port/db */
   url(database: string): string;
+  /** Kills the server as a crash would (`pg_ctl stop -m immediate`): unflushed WAL is lost. */
+  crash(): Promise<void>;
+  /** Starts it again (crash recovery) on the same port and data directory. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -41,13 +45,16 @@ export async function startEmbeddedServer(version: EmbeddedVersion, opts: { sett
     ...opts.settings,
   };
   const flags = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
-  await run(binaries.pg_ctl, ['-D', dataDir, '-o', flags, '-l', join(root, 'server.log'), '-w', '-t', '120', 'start'], asUser);
+  const start = (): Promise<void> => run(binaries.pg_ctl, ['-D', dataDir, '-o', flags, '-l', join(root, 'server.log'), '-w', '-t', '120', 'start'], asUser);
+  await start();
   let stopped = false;
   return {
     version,
     port,
     dataDir,
     url: (database) => `postgresql://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    crash: () => run(binaries.pg_ctl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], asUser),
+    restart: start,
     async stop() {
       if (stopped) return;
       stopped = true;
