@@ -285,7 +285,7 @@ export class Migration {
     const applier = new Applier(target, this.settings.slot, this.log);
     const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log);
     this.stream = stream;
-    const queue: StreamEvent[] = [];
+    const queue = new Fifo<StreamEvent>();
     let paused = false;
     let ended = false;
     let timer: NodeJS.Timeout | null = null;
@@ -600,6 +600,31 @@ function errorKind(err: unknown, fallback: (typeof ERROR_KINDS)[number]): string
 function sideOf(err: unknown, fallback: Side): Side {
   const message = err instanceof Error ? err.message : '';
   return message.startsWith('source') ? 'source' : message.startsWith('target') ? 'target' : fallback;
+}
+
+/** A first-in first-out queue whose shift is O(1) (an array's shift moves every element). */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head === this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }
 
 /** A constraint violation (SQLSTATE class 23) raised by the target. */

@@ -3,6 +3,12 @@ import { ident, qualified, type TableName } from '../pg/connection.js';
 /** A source relation mapped onto its target table: what statement building needs. */
 export interface RelationPlan {
   table: TableName;
+  /** `schema.name`, as in metrics and status. */
+  key: string;
+  /** Every column index, in order (a tuple with every value present). */
+  all: number[];
+  /** Every column index but the key's (empty for REPLICA IDENTITY FULL: no key). */
+  nonKey: number[];
   /** The target is an ordinary table: statements say ONLY so inheritance children are never touched. */
   only: boolean;
   /** Replicated columns in the order of the pgoutput tuple. */

@@ -4,6 +4,9 @@ import { copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, ins
 /** Mixed case, spaces and embedded double quotes everywhere a name appears. */
 const plan: RelationPlan = {
   table: { schema: 'My Schema', name: 'Or"ders' },
+  key: 'My Schema.Or"ders',
+  all: [0, 1, 2],
+  nonKey: [1, 2],
   only: false,
   columns: ['Id', 'first name', 'x"y'],
   types: ['integer', 'text', 'jsonb'],
