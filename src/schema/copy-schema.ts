@@ -195,9 +195,9 @@ async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], o
  * any object (of either phase) conflicts, so a migration never stops after a long copy for a
  * problem that was visible at the start.
  */
-export async function copySchemaPhase(opts: { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger; parallel?: number; connect?: () => Promise<pg.Client> }): Promise<void> {
+export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger }): Promise<void> {
   const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
   assertNoConflicts(plan);
   if (opts.phase === 'pre-data') for (const note of plan.notes) opts.log.warn({ note }, 'schema copy: not copied');
-  await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, opts);
+  await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
 }
