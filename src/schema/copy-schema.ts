@@ -80,7 +80,7 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
         throw err;
       }
     } else {
-      const parallel = opts.connect ? Math.max(1, opts.parallel ?? DEFAULT_SCHEMA_PARALLEL) : 1;
+      let parallel = opts.connect ? Math.max(1, opts.parallel ?? DEFAULT_SCHEMA_PARALLEL) : 1;
       for (let i = 0; i < objects.length; ) {
         let end = i;
         while (end < objects.length && objects[end]!.lock) end++;
@@ -90,9 +90,17 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
         }
         const run = objects.slice(i, end);
         while (extra.length + 1 < Math.min(parallel, run.length)) {
-          const session = await opts.connect!();
-          extra.push(session);
-          await session.query(SESSION_SETUP);
+          let session: pg.Client | null = null;
+          try {
+            session = await opts.connect!();
+            await session.query(SESSION_SETUP);
+            extra.push(session);
+          } catch (err) {
+            await (session as pg.Client | null)?.end().catch(() => {});
+            // A target short of connections builds on the sessions it gave: slower, not wrong.
+            parallel = extra.length + 1;
+            log?.warn({ err: describeError(err), sessions: parallel }, 'schema copy: cannot open another target session; building on fewer');
+          }
         }
         const sessions = [target, ...extra].slice(0, Math.min(parallel, run.length));
         log?.info({ objects: run.length, sessions: sessions.length }, 'schema copy: post-data objects that may run at once');

@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
-import { startInProcess } from '../support/pgferry.js';
+import { captureLogger, startInProcess } from '../support/pgferry.js';
+import { applySchemaObjects, planSchemaCopy } from '../../src/schema/copy-schema.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -158,5 +159,15 @@ describe('post-data on parallel sessions', () => {
     const verify = cli(['verify', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot]);
     expect(verify.stderr).toBe('');
     expect(verify.code).toBe(0);
+  });
+
+  it('a target that refuses more sessions gets its indexes built on the one it gave, with a warning', async () => {
+    await db.target.query('DROP INDEX public.b_v, public.c_w');
+    const plan = await planSchemaCopy(db.source, db.target, []);
+    expect(plan.postData.filter((o) => o.lock).map((o) => o.key)).toEqual(expect.arrayContaining(['index "public"."b_v"', 'index "public"."c_w"']));
+    const lines: string[] = [];
+    await applySchemaObjects(db.target, 'post-data', plan.postData, { log: captureLogger(lines), connect: () => Promise.reject(new Error('sorry, too many clients already')) });
+    expect((await db.target.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname IN ('b_v', 'c_w')`)).rows[0].n).toBe(2);
+    expect(lines.filter((l) => l.includes('cannot open another target session'))).toHaveLength(1);
   });
 });
