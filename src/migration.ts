@@ -266,7 +266,7 @@ export class Migration {
         }
       }
       // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming.
-      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log });
+      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, connect: () => connectClient(this.target(), 'target') });
       await beginStreamingPhase(target, slot, exported.consistentPoint);
       this.status.appliedLsn = exported.consistentPoint;
       this.log.info({ consistentPoint: formatLsn(exported.consistentPoint) }, 'initial copy complete; streaming');

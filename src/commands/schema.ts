@@ -23,7 +23,7 @@ export async function runSchemaCommand(flags: { source?: string; target?: string
     if (!apply) return plan.conflicts.length > 0 ? 1 : 0;
     assertNoConflicts(plan);
     await applySchemaObjects(tgt, 'pre-data', plan.preData);
-    await applySchemaObjects(tgt, 'post-data', plan.postData);
+    await applySchemaObjects(tgt, 'post-data', plan.postData, { connect: () => connectClient(target!, 'target') });
     out(`-- applied: ${plan.preData.length} pre-data and ${plan.postData.length} post-data object(s)\n`);
     return 0;
   } finally {

@@ -24,46 +24,178 @@ export function assertNoConflicts(plan: SchemaPlan): void {
   if (plan.conflicts.length > 0) throw new SchemaError(plan.conflicts.join('\n'));
 }
 
+/** Target sessions post-data uses by default for the statements that may run at once. */
+export const DEFAULT_SCHEMA_PARALLEL = 4;
+
+const SESSION_SETUP = `SET search_path = ''; SET check_function_bodies = off`;
+
+/** How {@link applySchemaObjects} runs. */
+export interface ApplyOptions {
+  log?: Logger;
+  /** Target sessions at most for post-data's independent statements (default {@link DEFAULT_SCHEMA_PARALLEL}); 1: one session. */
+  parallel?: number;
+  /** Opens one more target session (with pgferry's session options); without it everything runs on `target`. */
+  connect?: () => Promise<pg.Client>;
+}
+
+async function runObject(session: pg.Client, o: SchemaObject, log?: Logger): Promise<void> {
+  const started = Date.now();
+  for (const sql of o.statements) {
+    try {
+      await session.query(sql);
+    } catch (err) {
+      throw new SchemaError(`target: cannot create ${o.label} (${describeError(err)}); fix the target, or start with --schema-copy=false and create the schema yourself`, err);
+    }
+  }
+  if (Date.now() - started > 5_000) log?.info({ object: o.label, ms: Date.now() - started }, 'schema object created');
+}
+
 /**
  * Runs objects on the target with an empty `search_path` (the DDL is fully qualified) and without
  * function body checks (functions may refer to objects created later, as with pg_dump). Pre-data
  * runs in one transaction: all of it or nothing. Post-data runs object by object, so that a
  * foreign key added NOT VALID is committed before its VALIDATE, which then only takes a SHARE
  * UPDATE EXCLUSIVE lock. Re-running is safe: the next plan skips what exists and matches.
+ *
+ * Post-data's runs of consecutive objects with a {@link SchemaObject.lock} (indexes and
+ * non-foreign-key constraints, then the closing ANALYZEs) spread over up to `parallel` sessions;
+ * everything else runs in order on `target`, once everything before it has finished. Within a
+ * table family, objects start in order, and one whose lock is not shared waits until the family
+ * has nothing running (no session ever waits on another's table lock). On the first failure
+ * nothing more starts, the statements still running are cancelled, and that failure is thrown.
  */
-export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, objects: SchemaObject[], log?: Logger): Promise<void> {
+export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, objects: SchemaObject[], opts: ApplyOptions = {}): Promise<void> {
   if (objects.length === 0) return;
-  const run = async (o: SchemaObject): Promise<void> => {
-    for (const sql of o.statements) {
-      try {
-        await target.query(sql);
-      } catch (err) {
-        throw new SchemaError(`target: cannot create ${o.label} (${describeError(err)}); fix the target, or start with --schema-copy=false and create the schema yourself`, err);
-      }
-    }
-  };
-  await target.query(`SET search_path = ''; SET check_function_bodies = off`);
+  const { log } = opts;
+  const extra: pg.Client[] = [];
+  await target.query(SESSION_SETUP);
   try {
     if (phase === 'pre-data') {
       await target.query('BEGIN');
       try {
-        for (const o of objects) await run(o);
+        for (const o of objects) await runObject(target, o);
         await target.query('COMMIT');
       } catch (err) {
         await target.query('ROLLBACK').catch(() => {});
         throw err;
       }
     } else {
-      for (const o of objects) {
-        const started = Date.now();
-        await run(o);
-        if (Date.now() - started > 5_000) log?.info({ object: o.label, ms: Date.now() - started }, 'schema object created');
+      let parallel = opts.connect ? Math.max(1, opts.parallel ?? DEFAULT_SCHEMA_PARALLEL) : 1;
+      for (let i = 0; i < objects.length; ) {
+        let end = i;
+        while (end < objects.length && objects[end]!.lock) end++;
+        if (end === i) {
+          await runObject(target, objects[i++]!, log);
+          continue;
+        }
+        const run = objects.slice(i, end);
+        while (extra.length + 1 < Math.min(parallel, run.length)) {
+          let session: pg.Client | null = null;
+          try {
+            session = await opts.connect!();
+            await session.query(SESSION_SETUP);
+            extra.push(session);
+          } catch (err) {
+            await (session as pg.Client | null)?.end().catch(() => {});
+            // A target short of connections builds on the sessions it gave: slower, not wrong.
+            parallel = extra.length + 1;
+            log?.warn({ err: describeError(err), sessions: parallel }, 'schema copy: cannot open another target session; building on fewer');
+          }
+        }
+        const sessions = [target, ...extra].slice(0, Math.min(parallel, run.length));
+        log?.info({ objects: run.length, sessions: sessions.length }, 'schema copy: post-data objects that may run at once');
+        await runConcurrently(sessions, run, opts);
+        i = end;
       }
     }
   } finally {
     await target.query('RESET search_path; RESET check_function_bodies').catch(() => {});
+    for (const session of extra) await session.end().catch(() => {});
   }
   log?.info({ phase, objects: objects.length }, `schema copy: ${phase} applied`);
+}
+
+/**
+ * Runs `objects` (all with a {@link SchemaObject.lock}) on `sessions` at once, each object as
+ * soon as a session is free and its family allows it (see {@link applySchemaObjects}).
+ */
+async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], opts: ApplyOptions): Promise<void> {
+  const pending = [...objects];
+  /** Per family: statements running, and whether one of them runs alone. */
+  const running = new Map<string, { count: number; alone: boolean }>();
+  const busy = new Set<pg.Client>();
+  let failure: { err: unknown } | null = null;
+  let waiters: (() => void)[] = [];
+  const changed = (): Promise<void> => new Promise((resolve) => waiters.push(resolve));
+  const notify = (): void => {
+    const woken = waiters;
+    waiters = [];
+    for (const w of woken) w();
+  };
+  const take = (): SchemaObject | undefined => {
+    const blocked = new Set<string>();
+    for (const [index, o] of pending.entries()) {
+      const { family, shared } = o.lock!;
+      if (blocked.has(family)) continue;
+      const now = running.get(family);
+      if (!now || (shared && !now.alone)) {
+        running.set(family, { count: (now?.count ?? 0) + 1, alone: !shared });
+        return pending.splice(index, 1)[0];
+      }
+      blocked.add(family);
+    }
+    return undefined;
+  };
+  const pids = await Promise.all(sessions.map(async (s) => (await s.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
+  /** Cancels the other sessions' statements, again until they have ended (a cancel reaching a session before its statement is lost). */
+  const cancelOthers = async (from: pg.Client): Promise<void> => {
+    let helper: pg.Client | null = null;
+    try {
+      for (let others = [...busy].filter((s) => s !== from); others.length > 0; others = [...busy].filter((s) => s !== from)) {
+        const ended = changed();
+        const params = [others.map((s) => pids[sessions.indexOf(s)]!)];
+        const sql = 'SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid';
+        await from.query(sql, params).catch(async () => {
+          helper ??= await opts.connect!();
+          await helper.query(sql, params);
+        });
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([ended, new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]);
+        clearTimeout(timer);
+      }
+    } catch (err) {
+      opts.log?.warn({ err: describeError(err) }, 'schema copy: could not cancel the statements still running after a failure');
+    } finally {
+      await (helper as pg.Client | null)?.end().catch(() => {});
+    }
+  };
+  const lane = async (session: pg.Client): Promise<void> => {
+    while (!failure) {
+      const o = take();
+      if (!o) {
+        if (pending.length === 0) return;
+        await changed();
+        continue;
+      }
+      busy.add(session);
+      try {
+        await runObject(session, o, opts.log);
+      } catch (err) {
+        busy.delete(session);
+        if (!failure) {
+          failure = { err };
+          await cancelOthers(session);
+        }
+      } finally {
+        busy.delete(session);
+        const family = running.get(o.lock!.family)!;
+        if (--family.count === 0) running.delete(o.lock!.family);
+        notify();
+      }
+    }
+  };
+  await Promise.all(sessions.map(lane));
+  if (failure) throw (failure as { err: unknown }).err;
 }
 
 /**
@@ -71,9 +203,9 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
  * any object (of either phase) conflicts, so a migration never stops after a long copy for a
  * problem that was visible at the start.
  */
-export async function copySchemaPhase(opts: { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger }): Promise<void> {
+export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger }): Promise<void> {
   const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
   assertNoConflicts(plan);
   if (opts.phase === 'pre-data') for (const note of plan.notes) opts.log.warn({ note }, 'schema copy: not copied');
-  await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, opts.log);
+  await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
 }

@@ -45,6 +45,15 @@ export interface SchemaObject {
   loose?: string[];
   /** Runs in a transaction of its own (VALIDATE CONSTRAINT: it takes only a SHARE UPDATE EXCLUSIVE lock). */
   ownTransaction?: boolean;
+  /**
+   * Set on post-data objects that depend on nothing else of their step and may run on parallel
+   * sessions (indexes, non-foreign-key constraints, ANALYZE). `family` is the key of the table whose
+   * locks the statement takes, for partitions and inheritance children their root's (a statement
+   * on a parent also locks its children). `shared`: the lock does not conflict with itself
+   * (CREATE INDEX takes SHARE), so several such statements of one family run at once; otherwise
+   * (ALTER TABLE ADD CONSTRAINT, ANALYZE) the statement runs alone within its family.
+   */
+  lock?: { family: string; shared: boolean };
 }
 
 /** Objects built from a catalog, plus notes for what cannot be copied. */
@@ -248,6 +257,17 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     if (seen > 50 || parents.length === 0) return 0;
     return 1 + Math.max(...parents.map((p) => { const pt = byKey.get(tableKey(p.schema, p.name)); return pt ? depth(pt, seen + 1) : 0; }));
   };
+  /** The key of a table's partitioning or (first) inheritance root: the family whose locks statements on it share. */
+  const family = (key: string): string => {
+    let current = key;
+    for (let seen = 0; seen <= 50; seen++) {
+      const t = byKey.get(current);
+      const parent = t?.partitionOf ?? t?.inherits[0];
+      if (!parent) break;
+      current = tableKey(parent.schema, parent.name);
+    }
+    return current;
+  };
   for (const t of catalog.tables) {
     const name = qname(t.schema, t.name);
     const key = tableKey(t.schema, t.name);
@@ -267,14 +287,14 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     comment(key, `TABLE ${name}`, t.comment, key);
     for (const c of t.columns) comment(`column ${ident(c.name)} of ${key}`, `COLUMN ${name}.${ident(c.name)}`, c.isLocal || !t.partitionOf ? c.comment : null, key);
     ownership(key, `TABLE ${name}`, t.owner, `TABLE ${name}`, t.grants, key);
-    if (!t.partitionOf) add({ key: `analyze ${key}`, label: `ANALYZE ${key}`, phase: 'post-data', step: STEP.analyze, mode: 'always', statements: [`ANALYZE ${name}`], details: {}, table: key });
+    if (!t.partitionOf) add({ key: `analyze ${key}`, label: `ANALYZE ${key}`, phase: 'post-data', step: STEP.analyze, mode: 'always', statements: [`ANALYZE ${name}`], details: {}, table: key, lock: { family: key, shared: false } });
   }
   for (const x of catalog.indexes) {
     if (x.inherited || x.constraintBacked) continue;
     const key = `index ${qname(x.schema, x.name)}`;
     const table = tableKey(x.schema, x.table);
     const pre = x.replicaIdentity || x.primary;
-    add({ key, label: `${key} on ${table}`, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.index, mode: 'create', statements: [indexStatement(x.def, x.onPartitioned)], details: { definition: x.def }, table });
+    add({ key, label: `${key} on ${table}`, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.index, mode: 'create', statements: [indexStatement(x.def, x.onPartitioned)], details: { definition: x.def }, table, ...(pre ? {} : { lock: { family: family(table), shared: true } }) });
     comment(key, `INDEX ${qname(x.schema, x.name)}`, x.comment, table);
   }
   for (const c of catalog.constraints) {
@@ -296,7 +316,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       }
     } else {
       const statement = `ALTER TABLE ${c.type === 'c' ? qname(c.schema, c.table) : on} ADD CONSTRAINT ${ident(c.name)} ${c.def}${c.validated ? '' : ' NOT VALID'}`;
-      add({ key, label, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.constraint, mode: 'create', statements: [statement], details: { definition: c.def }, table });
+      add({ key, label, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.constraint, mode: 'create', statements: [statement], details: { definition: c.def }, table, ...(pre ? {} : { lock: { family: family(table), shared: false } }) });
     }
     comment(key, `CONSTRAINT ${ident(c.name)} ON ${qname(c.schema, c.table)}`, c.comment, table);
   }

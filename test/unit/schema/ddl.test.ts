@@ -106,4 +106,35 @@ describe('schema DDL (pure)', () => {
     expect(scoped.constraints).toEqual([]);
     expect(notes[0]).toContain('references "public"."b"');
   });
+
+  it('marks what may run on parallel sessions: indexes share their family\'s lock, constraints and ANALYZE run alone, foreign keys not at all', () => {
+    const con = (tbl: string, name: string, type: 'u' | 'c' | 'f' | 'p', def: string) => ({ schema: 'public', table: tbl, name, type, def, validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: type === 'f' ? { schema: 'public', name: 'a' } : null, comment: null });
+    const idx = (tbl: string, name: string) => ({ schema: 'public', table: tbl, name, def: `CREATE INDEX ${name} ON public.${tbl} USING btree (id)`, primary: false, replicaIdentity: false, constraintBacked: false, inherited: false, onPartitioned: false, comment: null });
+    const built = buildSchema(catalog({
+      tables: [
+        table('public', 'a', [col('id', 'integer')]),
+        table('public', 'p', [col('id', 'integer')], { kind: 'p', partitionKey: 'LIST (id)' }),
+        table('public', 'p_1', [col('id', 'integer', { isLocal: false })], { partitionOf: { schema: 'public', name: 'p', bound: 'FOR VALUES IN (1)' }, kind: 'p', partitionKey: 'LIST (id)' }),
+        table('public', 'p_1_1', [col('id', 'integer', { isLocal: false })], { partitionOf: { schema: 'public', name: 'p_1', bound: 'FOR VALUES IN (1)' } }),
+        table('public', 'kid', [col('id', 'integer')], { inherits: [{ schema: 'public', name: 'a' }] }),
+      ],
+      indexes: [idx('a', 'a_i'), idx('p_1_1', 'p_1_1_i'), idx('kid', 'kid_i')],
+      constraints: [con('a', 'a_pkey', 'p', 'PRIMARY KEY (id)'), con('a', 'a_u', 'u', 'UNIQUE (id)'), con('a', 'a_c', 'c', 'CHECK (id > 0)'), con('kid', 'kid_a', 'f', 'FOREIGN KEY (id) REFERENCES public.a(id)')],
+    }));
+    const lockOf = (key: string) => built.objects.find((o) => o.key === key)!.lock;
+    const a = 'table "public"."a"';
+    expect(lockOf('index "public"."a_i"')).toEqual({ family: a, shared: true });
+    expect(lockOf('index "public"."p_1_1_i"')).toEqual({ family: 'table "public"."p"', shared: true });
+    expect(lockOf('index "public"."kid_i"')).toEqual({ family: a, shared: true });
+    expect(lockOf(`constraint "a_u" on ${a}`)).toEqual({ family: a, shared: false });
+    expect(lockOf(`constraint "a_c" on ${a}`)).toEqual({ family: a, shared: false });
+    expect(lockOf(`constraint "a_pkey" on ${a}`)).toBeUndefined();
+    expect(lockOf('constraint "kid_a" on table "public"."kid"')).toBeUndefined();
+    expect(lockOf('validation of constraint "kid_a" on table "public"."kid"')).toBeUndefined();
+    expect(lockOf(`analyze table "public"."kid"`)).toEqual({ family: 'table "public"."kid"', shared: false });
+    const post = planSchema(built, null, null).postData;
+    // Two runs of parallel work (indexes and constraints, then the ANALYZEs), everything else in between.
+    expect(post.filter((o, i) => o.lock && !post[i - 1]?.lock).length).toBe(2);
+    expect(post.at(-1)!.lock).toBeDefined();
+  });
 });
