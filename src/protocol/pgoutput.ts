@@ -110,6 +110,11 @@ const enum Marker {
   New = 0x4e, // N
 }
 
+/** How a column value is named in a decode error. */
+function columnWhat(i: number, kind: number): string {
+  return `column ${i} ${kind === Marker.Text ? 'text' : 'binary'}`;
+}
+
 const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
 
 /** Bounds-checked big-endian reader over one payload; every read names what it reads for the error. */
@@ -181,28 +186,32 @@ class Reader {
     return this.buf.toString('utf8', start, end);
   }
 
+  /**
+   * A TupleData: per column a kind byte, then for text and binary an Int32 length and the bytes.
+   * The hot path of decoding, so error texts are built only on failure.
+   */
   tuple(): TupleValue[] {
     const n = this.u16('column count');
+    const buf = this.buf;
     const values: TupleValue[] = [];
     for (let i = 0; i < n; i++) {
       const at = this.pos;
-      const kind = this.u8(`column ${i} kind`);
-      switch (kind) {
-        case Marker.Null:
-          values.push(null);
-          break;
-        case Marker.UnchangedToast:
-          values.push(UNCHANGED_TOAST);
-          break;
-        case Marker.Text:
-          values.push(this.text(...this.counted(`column ${i} text`)));
-          break;
-        case Marker.Binary:
-          values.push(this.bytes(...this.counted(`column ${i} binary`)));
-          break;
-        default:
-          this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);
-      }
+      if (at >= buf.length) this.fail(`truncated column ${i} kind (need 1 bytes, have 0)`);
+      const kind = buf[at]!;
+      this.pos = at + 1;
+      if (kind === Marker.Text || kind === Marker.Binary) {
+        const lengthAt = this.pos;
+        if (buf.length - lengthAt < 4) this.fail(`truncated ${columnWhat(i, kind)} length (need 4 bytes, have ${buf.length - lengthAt})`);
+        const length = buf.readInt32BE(lengthAt);
+        if (length < 0) this.fail(`negative ${columnWhat(i, kind)} length ${length}`, lengthAt);
+        const start = lengthAt + 4;
+        this.pos = start;
+        if (buf.length - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${buf.length - start})`);
+        this.pos = start + length;
+        values.push(kind === Marker.Text ? buf.toString('utf8', start, start + length) : Buffer.from(buf.subarray(start, start + length)));
+      } else if (kind === Marker.Null) values.push(null);
+      else if (kind === Marker.UnchangedToast) values.push(UNCHANGED_TOAST);
+      else this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);
     }
     return values;
   }
