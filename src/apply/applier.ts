@@ -77,6 +77,8 @@ export class Applier {
   private statementBytes = 0;
   /** The statement batch sent but not yet answered (at most one: the next waits for it). */
   private inFlight: Promise<void> | null = null;
+  /** Settles when the last command queued on the apply session has. */
+  private tail: Promise<unknown> = Promise.resolve();
   /**
    * Send every change alone, in source order (no runs): set between source transactions, for a
    * replay of a group whose batched form hit a constraint.
@@ -97,7 +99,7 @@ export class Applier {
     // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
     // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
     // worker does), never scan the whole table per batch.
-    await this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off; SET synchronous_commit = off`);
+    await this.serial(() => this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off; SET synchronous_commit = off`));
   }
 
   /**
@@ -113,13 +115,13 @@ export class Applier {
   /** Maps a relation onto its target table, checked against the target catalog. */
   private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };
-    const { rows } = await this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string }>(
+    const { rows } = await this.serial(() => this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string }>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated,
               (SELECT format('%I.%I', n.nspname, ty.typname) FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace WHERE ty.oid = a.atttypid) AS base_type,
               (SELECT relkind FROM pg_class WHERE oid = a.attrelid) AS relkind
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
       [qualified(table)],
-    );
+    ));
     if (rows.length === 0) {
       throw new PgferryError(ErrorCodes.APPLY, `target: table ${tableKey(table)} does not exist; create it on the target (pgferry keeps the changes in the slot until then)`);
     }
@@ -153,7 +155,7 @@ export class Applier {
 
   /** Opens the target transaction (a group of one or more source transactions). */
   async begin(): Promise<void> {
-    await this.client.query('BEGIN');
+    await this.serial(() => this.client.query('BEGIN'));
     this.open = true;
     this.counts = new Map();
     this.group = { endLsn: null, transactions: 0, openedAt: performance.now() };
@@ -222,7 +224,7 @@ export class Applier {
         // No CASCADE, like the native apply worker: the source already lists every table it cascaded to,
         // and cascading here could empty target tables pgferry does not migrate.
         await this.flush();
-        await this.client.query(truncateStatement(plans, msg.restartIdentity));
+        await this.serial(() => this.client.query(truncateStatement(plans, msg.restartIdentity)));
         for (const p of plans) this.count(p, 'truncate');
         return;
       }
@@ -273,10 +275,10 @@ export class Applier {
   async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; targetLsn: Lsn; flushedLsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
     if (!this.open || this.group.endLsn === null) return null;
     await this.flush();
-    await saveAppliedLsn(this.client, this.slot, this.group.endLsn);
-    const results = (await this.client.query(
+    await this.serial(() => saveAppliedLsn(this.client, this.slot, this.group.endLsn!));
+    const results = (await this.serial(() => this.client.query(
       `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
-    )) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
+    ))) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
     this.open = false;
     const wal = results[results.length - 1]!.rows[0]!;
     return { lsn: this.group.endLsn, targetLsn: parseLsn(wal.inserted), flushedLsn: parseLsn(wal.flushed), transactions: this.group.transactions, counts: this.counts };
@@ -287,7 +289,7 @@ export class Applier {
    * every group whose `targetLsn` is at or below `flushed` is durable.
    */
   async walPositions(): Promise<{ inserted: Lsn; flushed: Lsn }> {
-    const { rows } = await this.client.query<{ inserted: string; flushed: string }>('SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed');
+    const { rows } = await this.serial(() => this.client.query<{ inserted: string; flushed: string }>('SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed'));
     return { inserted: parseLsn(rows[0]!.inserted), flushed: parseLsn(rows[0]!.flushed) };
   }
 
@@ -300,7 +302,7 @@ export class Applier {
     this.inFlight = null; // its failure (if any) is why we roll back; ROLLBACK queues behind it
     if (!this.open) return;
     this.open = false;
-    await this.client.query('ROLLBACK');
+    await this.serial(() => this.client.query('ROLLBACK'));
   }
 
   /** Adds one update or delete by key to its table's run, closing the run first when it cannot join. */
@@ -348,8 +350,12 @@ export class Applier {
     }
     await this.flushStatements();
     await this.drain();
-    const stream = this.client.query(copyStreams.from(copyInStatement(run.plan, run.present)));
-    await pipeline(Readable.from([values.map(copyTextLine).join('')]), stream); // one chunk: per-row writes cost more than the COPY itself
+    const body = values.map(copyTextLine).join('');
+    const stream = await this.serial(async () => {
+      const copy = this.client.query(copyStreams.from(copyInStatement(run.plan, run.present)));
+      await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
+      return copy;
+    });
     if (stream.rowCount !== values.length) {
       throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${stream.rowCount} of ${values.length} rows`);
     }
@@ -366,10 +372,22 @@ export class Applier {
     // Pipelined: the batch is queued on the connection and this returns at once (unless the one
     // before is still waiting), so the next batch is built while the target runs this one.
     const previous = this.inFlight;
-    const current = this.client.query(batch.map((s) => s.sql).join(';\n')).then((result: pg.QueryResult | pg.QueryResult[]) => this.check(batch, result));
+    const sql = batch.map((s) => s.sql).join(';\n');
+    const current = this.serial(() => this.client.query(sql)).then((result: pg.QueryResult | pg.QueryResult[]) => this.check(batch, result));
     current.catch(() => {}); // surfaces at the next wait, see drain()
     this.inFlight = current;
     if (previous) await previous;
+  }
+
+  /**
+   * Runs `work` on the apply session after everything queued before it has settled: one command
+   * at a time on the connection (node-postgres deprecates queueing on a busy client), while the
+   * caller goes on building the next batch.
+   */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(work, work);
+    this.tail = next.catch(() => {});
+    return next;
   }
 
   /** Waits for the batch in flight and surfaces its failure. */

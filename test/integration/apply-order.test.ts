@@ -31,7 +31,7 @@ describe('apply order across tables', () => {
       ALTER TABLE orders ENABLE ALWAYS TRIGGER orders_customer;`);
     await db.source.query(`INSERT INTO customers VALUES (0); INSERT INTO orders VALUES (0, 0)`);
     app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, schemaCopy: false }, { log: captureLogger(lines, 'warn') });
-    await waitFor(() => app!.status.phase === 'streaming', 'streaming');
+    await waitFor(() => app!.status.phase === 'streaming', 'streaming', 110_000); // slot creation waits for transactions running anywhere on the source
   });
 
   afterAll(async () => {
