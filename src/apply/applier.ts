@@ -6,9 +6,10 @@ import { PgferryError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
-import { qualified, tableKey, type TableName } from '../pg/connection.js';
+import { ident, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, updateByKeysStatement, insertStatement, matchStatement, truncateStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
+import { planDdl, type DdlPayload } from '../ddl/ddl-message.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 
@@ -184,6 +185,85 @@ export class Applier {
   }
 
   /**
+   * Applies one captured source statement at its point in the source transaction, inside the open
+   * target transaction (so it commits with the surrounding changes and the progress row: never
+   * twice, never lost). Names resolve against the source session's search path. Afterwards every
+   * table the source reported must have the source's columns (name, type, modifier) on the target.
+   * A statement pgferry does not apply, or one that fails on the target, stops apply unless the
+   * target already matches the source's result (it was altered by hand): then apply goes on.
+   * The relation cache is dropped: the next change of each table resolves the new shape.
+   */
+  async ddl(payload: DdlPayload): Promise<void> {
+    if (!this.open) await this.begin();
+    await this.flushInserts();
+    await this.flushStatements();
+    const plan = planDdl(payload);
+    const statement = oneLine(plan.kind === 'execute' ? plan.statements.join('; ') : payload.query);
+    let failure: string | null = plan.kind === 'unsupported' ? plan.reason : null;
+    if (plan.kind === 'execute') {
+      await this.client.query('SAVEPOINT pgferry_ddl');
+      try {
+        const { rows: [saved] } = await this.client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', $1, true)`, [
+          payload.searchPath.map((s) => ident(s)).join(', ') || "''",
+        ]);
+        for (const sql of plan.statements) await this.client.query(sql);
+        await this.client.query(`SELECT set_config('search_path', $1, true)`, [saved!.path]);
+        await this.client.query('RELEASE SAVEPOINT pgferry_ddl');
+      } catch (err) {
+        await this.client.query('ROLLBACK TO SAVEPOINT pgferry_ddl');
+        failure = err instanceof Error ? err.message : String(err);
+      }
+    }
+    this.plans.clear();
+    const difference = await this.differenceFromSource(payload);
+    if (failure === null && difference === null) {
+      this.log.info({ statement }, 'applied DDL captured on the source');
+      return;
+    }
+    if (difference === null) {
+      this.log.warn({ statement, reason: failure }, 'the target already matches the source after this DDL (altered by hand?); going on');
+      return;
+    }
+    const why = failure ?? difference;
+    throw new PgferryError(
+      ErrorCodes.APPLY,
+      `target: cannot apply the source's DDL "${statement}" (${why}); ${failure ? `${difference}; ` : ''}make the same change on the target by hand (pgferry keeps the changes in the slot and goes on once the target matches)`,
+    );
+  }
+
+  /** Null when the target matches what the source reported after a statement, else the first difference. */
+  private async differenceFromSource(payload: DdlPayload): Promise<string | null> {
+    for (const t of payload.tables) {
+      const { rows } = await this.client.query<{ name: string; type: string; typmod: number }>(
+        `SELECT a.attname AS name, format('%I.%I', n.nspname, ty.typname) AS type, a.atttypmod AS typmod
+           FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace n ON n.oid = ty.typnamespace
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        [t.identity],
+      );
+      if (rows.length === 0) return `table ${t.identity} does not exist on the target`;
+      for (const c of t.columns) {
+        const mine = rows.find((r) => r.name === c.name);
+        if (!mine) return `table ${t.identity} has no column "${c.name}" on the target`;
+        if (mine.type !== c.type || mine.typmod !== c.typmod) return `column "${c.name}" of ${t.identity} is ${mine.type} (typmod ${mine.typmod}) on the target, ${c.type} (typmod ${c.typmod}) on the source`;
+      }
+      const extra = rows.find((r) => !t.columns.some((c) => c.name === r.name));
+      if (extra) return `table ${t.identity} has a column "${extra.name}" on the target that the source no longer has`;
+    }
+    for (const identity of payload.droppedTables) {
+      const { rows: [r] } = await this.client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [identity]);
+      if (r?.present) return `table ${identity} was dropped on the source but exists on the target`;
+    }
+    for (const e of payload.enums) {
+      const { rows: [r] } = await this.client.query<{ labels: string[] | null }>(
+        `SELECT array_agg(enumlabel::text ORDER BY enumsortorder) AS labels FROM pg_enum WHERE enumtypid = to_regtype($1)`,
+        [e.identity],
+      );
+      if (JSON.stringify(r?.labels ?? []) !== JSON.stringify(e.labels)) return `enum ${e.identity} has labels ${JSON.stringify(r?.labels ?? [])} on the target, ${JSON.stringify(e.labels)} on the source`;
+    }
+    return null;
+  }
+
+  /**
    * Marks the end of the source transaction ending at `endLsn`. Its changes stay in the open target
    * transaction, which may hold several source transactions (a group): many small transactions
    * then cost one target commit. Nothing is durable until {@link commitGroup}.
@@ -348,6 +428,12 @@ export class Applier {
     if (!c) this.counts.set(key, (c = { insert: 0, update: 0, delete: 0, truncate: 0 }));
     return c;
   }
+}
+
+/** A statement for a one-line message: whitespace runs collapsed, long ones cut. */
+function oneLine(sql: string): string {
+  const flat = sql.replace(/\s+/g, ' ').trim();
+  return flat.length > 300 ? `${flat.slice(0, 300)}...` : flat;
 }
 
 function tupleBytes(t: readonly (TupleValue | undefined)[]): number {
