@@ -209,7 +209,7 @@ export class Migration {
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
         if (existing.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
-        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false }));
+        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false, shapeFromStream: this.settings.captureDdl }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
         for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
