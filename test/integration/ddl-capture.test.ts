@@ -33,6 +33,8 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
     await db.source.query(`CREATE SCHEMA app;
       CREATE TABLE acct (id int PRIMARY KEY, v text, n int);
       CREATE TABLE app.t2 (id int PRIMARY KEY, v text);
+      CREATE TYPE mood AS ENUM ('sad', 'ok');
+      CREATE TABLE feel (id int PRIMARY KEY, m mood);
       INSERT INTO acct SELECT g, 'v' || g, g FROM generate_series(1, 500) g;
       INSERT INTO app.t2 SELECT g, 'x' FROM generate_series(1, 50) g;`);
     app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: 'ddl_pub', captureDdl: true }, { log: captureLogger(lines, 'info') });
@@ -137,6 +139,24 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
     await waitForIdentical(db.source, db.target, ['acct']);
     await waitFor(async () => ((await confirmedFlush(db.source, db.slot)) ?? 0n) >= wal, 'confirmed past the drop');
     expect(app!.status.lastError).toBeNull();
+  });
+
+  it('stops on ALTER TYPE of an enum and on a new table without a key, and goes on once the target matches', async () => {
+    await db.source.query(`ALTER TYPE mood ADD VALUE 'happy'`);
+    await db.source.query(`INSERT INTO feel VALUES (1, 'happy')`);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toContain(`"ALTER TYPE mood ADD VALUE 'happy'"`);
+    expect(app!.status.lastError).toContain('enum public.mood has labels ["sad","ok"] on the target, ["sad","ok","happy"] on the source');
+    await db.target.query(`ALTER TYPE mood ADD VALUE 'happy'`);
+    await waitForIdentical(db.source, db.target, ['feel']);
+
+    await db.source.query(`CREATE TABLE keyless (v text)`);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toContain('public.keyless: created without a primary key, so its changes cannot be published');
+    expect((await db.source.query(`SELECT 1 FROM pg_publication_tables WHERE pubname = 'ddl_pub' AND tablename = 'keyless'`)).rowCount).toBe(0);
+    await db.source.query(`UPDATE keyless SET v = 'still writable on the source'`);
+    await db.target.query(`CREATE TABLE keyless (v text)`);
+    await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'streaming again');
   });
 
   it('is removed by pgferry cleanup, event triggers and function', async () => {
