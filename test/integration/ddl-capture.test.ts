@@ -79,6 +79,7 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
         `CREATE INDEX acct_v ON acct (v)`,
         `CREATE UNIQUE INDEX acct_n2 ON acct (n2, id)`,
         `DROP INDEX acct_v`,
+        `CREATE INDEX CONCURRENTLY acct_conc ON acct (v, id)`,
         `ALTER TABLE acct DROP COLUMN extra`,
         // Rows before and after the DDL in one transaction, sent as one query string.
         `BEGIN; INSERT INTO acct (id, v, n2) VALUES (-1, 'before', 1); ALTER TABLE acct ADD COLUMN late text; INSERT INTO acct (id, v, late) VALUES (-2, 'after', 'late'); COMMIT`,
@@ -115,6 +116,7 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
       'CREATE INDEX IF NOT EXISTS acct_v ON public.acct USING btree (v)',
       'CREATE UNIQUE INDEX IF NOT EXISTS acct_n2 ON public.acct USING btree (n2, id)',
       'DROP INDEX IF EXISTS public.acct_v',
+      'CREATE INDEX IF NOT EXISTS acct_conc ON public.acct USING btree (v, id)',
       'ALTER TABLE acct DROP COLUMN extra',
       'ALTER TABLE acct ADD COLUMN late text', // the one DDL statement of the BEGIN; INSERT; ALTER; INSERT; COMMIT string
       'CREATE TABLE fresh (id int PRIMARY KEY, w text)',
