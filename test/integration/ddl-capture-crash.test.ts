@@ -1,12 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { confirmedFlush, currentWal, exited, randomMoment, startChild, waitForIdentical } from '../support/pgferry.js';
+import { seededRandom } from '../support/random.js';
 
-/** Deterministic pseudo-random delays, so a failing run can be replayed with the same seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-}
 
 describe('--capture-ddl with kill -9 at any moment, then restart', () => {
   let db: TestDatabases;
@@ -66,7 +62,7 @@ describe('--capture-ddl with kill -9 at any moment, then restart', () => {
 
   it('applies every captured DDL exactly once', async () => {
     const seed = Number(process.env['PGFERRY_TEST_SEED'] ?? 20261125);
-    const random = rng(seed);
+    const random = seededRandom(seed).next; // kill moments replay with PGFERRY_TEST_SEED
     const args = ['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--publication', 'ddlcrash_pub', '--capture-ddl', '--tables', 'k'];
     const slotActive = async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [db.slot])).rowCount === 1;
     let issued = 0;
@@ -74,6 +70,8 @@ describe('--capture-ddl with kill -9 at any moment, then restart', () => {
     const outputs: string[] = [];
     for (let round = 0; round < 5; round++) {
       const child = startChild(args);
+      // Streaming (not still copying: the slot is active during the copy too).
+      await waitFor(async () => (await db.target.query(`SELECT phase FROM pgferry.migration WHERE slot = $1`, [db.slot]).catch(() => ({ rows: [] }))).rows[0]?.phase === 'streaming', 'initial copy done');
       await waitFor(slotActive, 'streaming');
       if (round === 0) {
         // Counts every DDL the target executes, also under session_replication_role = replica.
