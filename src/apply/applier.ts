@@ -206,7 +206,8 @@ export class Applier {
         const { rows: [saved] } = await this.client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', $1, true)`, [
           payload.searchPath.map((s) => ident(s)).join(', ') || "''",
         ]);
-        for (const sql of plan.statements) await this.client.query(sql);
+        // Extended protocol: exactly one statement each, whatever the source's query text held.
+        for (const sql of plan.statements) await this.client.query({ text: sql, queryMode: 'extended' } as pg.QueryConfig);
         await this.client.query(`SELECT set_config('search_path', $1, true)`, [saved!.path]);
         await this.client.query('RELEASE SAVEPOINT pgferry_ddl');
       } catch (err) {
