@@ -268,7 +268,7 @@ export class Migration {
     this.failingSide = 'target';
     const target = await connectClient(this.target(), 'target');
     this.applyTarget = target;
-    const applier = new Applier(target, this.settings.slot, this.log);
+    const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
     const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl);
     this.stream = stream;
     const queue: StreamEvent[] = [];

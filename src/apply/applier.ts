@@ -24,6 +24,9 @@ const BATCH_BYTES = 2 * 1024 * 1024;
 /** Fewer consecutive inserts than this go as INSERT statements in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 8;
 
+/** Types below this OID are built in: the same OID on every server version pgferry supports. */
+const FIRST_NORMAL_OID = 16384;
+
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
@@ -56,6 +59,13 @@ export class Applier {
     private readonly client: pg.Client,
     private readonly slot: string,
     private readonly log: Logger,
+    /**
+     * Built-in column types must be the same on the target as in the Relation message (a type
+     * changed on the source stops apply instead of converting values). True whenever schema copy
+     * made (or checked) the target's tables; false with `--schema-copy=false`, where the target
+     * may deliberately use other types.
+     */
+    private readonly strictTypes = false,
   ) {}
 
   /** Prepares the apply session; call once per connection. */
@@ -77,8 +87,9 @@ export class Applier {
   /** Maps a relation onto its target table, checked against the target catalog. */
   private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };
-    const { rows } = await this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string }>(
+    const { rows } = await this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string; type_oid: number; typmod: number }>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated,
+              a.atttypid::int8::float8 AS type_oid, a.atttypmod AS typmod,
               (SELECT format('%I.%I', n.nspname, ty.typname) FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace WHERE ty.oid = a.atttypid) AS base_type,
               (SELECT relkind FROM pg_class WHERE oid = a.attrelid) AS relkind
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
@@ -93,6 +104,10 @@ export class Applier {
       const t = rows.find((r) => r.name === col.name);
       if (!t) throw new PgferryError(ErrorCodes.APPLY, `target: table ${tableKey(table)} has no column "${col.name}" that the source sends; add it on the target (pgferry keeps the changes in the slot until then)`);
       if (t.generated !== '') throw new PgferryError(ErrorCodes.APPLY, `target: column "${col.name}" of ${tableKey(table)} is generated on the target but not on the source; make it a plain column`);
+      if (this.strictTypes && col.typeOid < FIRST_NORMAL_OID && (Number(t.type_oid) !== col.typeOid || t.typmod !== col.typeModifier)) {
+        const { rows: [source] } = await this.client.query<{ type: string }>(`SELECT format_type($1::oid, $2) AS type`, [col.typeOid, col.typeModifier]);
+        throw new PgferryError(ErrorCodes.APPLY, `target: column "${col.name}" of ${tableKey(table)} is ${t.type} on the target but ${source?.type ?? col.typeOid} on the source; ALTER it on the target (pgferry keeps the changes in the slot until then)`);
+      }
       types.push(t.type);
       baseTypes.push(t.base_type);
     }
