@@ -44,6 +44,7 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
 
   afterAll(async () => {
     await app?.stop();
+    await db?.source.query(`DROP OWNED BY ${db.name}_app; DROP ROLE IF EXISTS ${db.name}_app`).catch(() => {});
     await db?.drop();
   });
 
@@ -132,6 +133,25 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
       'ALTER TABLE t2 ADD COLUMN z numeric(10, 3)', // resolved through the source session's search_path (app)
     ]);
     expect(lines.filter((l) => l.includes('"level":"warn"') || l.includes('"level":"error"'))).toEqual([]);
+  });
+
+  it('captures DDL run by an ordinary (non-superuser) table owner, a table rename included', async () => {
+    const role = `${db.name}_app`;
+    await db.source.query(`CREATE ROLE ${role} LOGIN; GRANT CREATE ON SCHEMA public TO ${role}`);
+    const c = await connect(db.sourceUrl.replace('postgres@', `${role}@`));
+    try {
+      await c.query(`CREATE TABLE owned (id int PRIMARY KEY, v text)`);
+      await c.query(`INSERT INTO owned VALUES (1, 'a')`);
+      await c.query(`ALTER TABLE owned ADD COLUMN w int DEFAULT 2`);
+      await c.query(`INSERT INTO owned VALUES (2, 'b', 3)`);
+      await c.query(`UPDATE owned SET v = 'c' WHERE id = 1`);
+      await c.query(`ALTER TABLE owned RENAME TO owned2`);
+      await c.query(`INSERT INTO owned2 VALUES (4, 'd', 5)`);
+    } finally {
+      await c.end();
+    }
+    await waitForIdentical(db.source, db.target, ['owned2']);
+    expect(app!.status.lastError).toBeNull();
   });
 
   it('stops on DDL it does not apply, naming the statement, and goes on once the target matches', async () => {
