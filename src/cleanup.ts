@@ -8,8 +8,9 @@ import { deleteMigration } from './apply/state-store.js';
 
 /**
  * Removes what pgferry created for one migration: the slot, the publication and the DDL capture
- * (event triggers, function) on the source, the progress rows on the target (and the `pgferry` schema once no migration is left). Safe to run
- * twice. Refuses while a pgferry process is streaming from the slot.
+ * (event triggers, function) on the source, the progress rows on the target (and the `pgferry`
+ * schema once no migration is left). Safe to run twice. Refuses while a pgferry process is
+ * streaming from the slot.
  */
 export async function cleanup(settings: Settings): Promise<string[]> {
   const done: string[] = [];
