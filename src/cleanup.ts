@@ -3,12 +3,14 @@ import type { Settings } from './config/settings.js';
 import { PgferryError, ErrorCodes, describeError } from './errors.js';
 import { ident } from './pg/connection.js';
 import { dropSlot } from './source/slot.js';
+import { removeDdlCapture } from './ddl/capture.js';
 import { deleteMigration } from './apply/state-store.js';
 
 /**
- * Removes what pgferry created for one migration: the slot and the publication on the source, the
- * progress rows on the target (and the `pgferry` schema once no migration is left). Safe to run
- * twice. Refuses while a pgferry process is streaming from the slot.
+ * Removes what pgferry created for one migration: the slot, the publication and the DDL capture
+ * (event triggers, function) on the source, the progress rows on the target (and the `pgferry`
+ * schema once no migration is left). Safe to run twice. Refuses while a pgferry process is
+ * streaming from the slot.
  */
 export async function cleanup(settings: Settings): Promise<string[]> {
   const done: string[] = [];
@@ -28,6 +30,7 @@ export async function cleanup(settings: Settings): Promise<string[]> {
       await dropSlot(source, settings.slot, 5_000);
       done.push(`source: dropped replication slot ${settings.slot}`);
     }
+    if (await removeDdlCapture(source, settings.slot)) done.push(`source: dropped the DDL capture event triggers and function of slot ${settings.slot}`);
     const publication = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [settings.publication]);
     if (publication.rowCount) {
       await source.query(`DROP PUBLICATION ${ident(settings.publication)}`);

@@ -50,6 +50,7 @@ program
   .addOption(new Option('--api-token <token>', 'bearer token for the HTTP API (env PGFERRY_API_TOKEN)').hideHelp())
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace (env PGFERRY_LOG_LEVEL, default info)')
   .option('--schema-copy <bool>', 'create the source schema on the target: true or false (env PGFERRY_SCHEMA_COPY, default true)')
+  .option('--capture-ddl [bool]', 'apply schema changes made on the source while streaming (env PGFERRY_CAPTURE_DDL, default false)')
   .option('--slot-retention-warning <size>', 'warn when the slot retains more source WAL, e.g. 10GB (env PGFERRY_SLOT_RETENTION_WARNING, default 10GB)')
   .action(async (flags: RawSettings & { config?: string }) => {
     const settings = loadSettings(flags);

@@ -18,6 +18,8 @@ import { PgBouncerAdmin } from './cutover/pgbouncer.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
+import { setUpDdlCapture } from './ddl/capture.js';
+import { DDL_MESSAGE_PREFIX, decodeDdlMessage } from './ddl/ddl-message.js';
 
 /** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
@@ -218,12 +220,13 @@ export class Migration {
       // A cutover that died between fence and switch left the source read-only: restore it first.
       const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
       await undoRecordedFence(this.source(), target, slot, this.log, pgbouncerAdmin && pgbouncerDatabase ? { database: pgbouncerDatabase, admin: new PgBouncerAdmin(pgbouncerAdmin, pgbouncerDatabase) } : undefined);
+      await setUpDdlCapture(source, this.settings, this.log);
       const state = await readMigration(target, slot);
       const existing = await readSlot(source, slot);
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
         if (existing.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
-        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false }));
+        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false, shapeFromStream: this.settings.captureDdl }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
         for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
@@ -282,8 +285,8 @@ export class Migration {
     this.failingSide = 'target';
     const target = await connectClient(this.target(), 'target');
     this.applyTarget = target;
-    const applier = new Applier(target, this.settings.slot, this.log);
-    const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log);
+    const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
+    const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl);
     this.stream = stream;
     const queue = new Fifo<StreamEvent>();
     let paused = false;
@@ -453,8 +456,15 @@ export class Migration {
             }
             break;
           }
+          case 'message':
+            // Captured DDL (src/ddl/), at its place among the rows of the source transaction.
+            if (!skipping && this.settings.captureDdl && m.prefix === DDL_MESSAGE_PREFIX) {
+              const ddl = decodeDdlMessage(m.content, this.settings.publication);
+              if (ddl) await applier.ddl(ddl);
+            }
+            break;
           default:
-            break; // origin, type, message: nothing to apply
+            break; // origin, type: nothing to apply
         }
       }
       if (this.stopping && !ended && !this.abandoned && !this.fatal) {

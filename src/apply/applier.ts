@@ -6,9 +6,10 @@ import { PgferryError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
-import { qualified, tableKey, type TableName } from '../pg/connection.js';
+import { ident, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, insertStatement, matchStatement, truncateStatement, updateByKeysStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
+import { planDdl, type DdlPayload } from '../ddl/ddl-message.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 
@@ -24,6 +25,9 @@ const GROUP_MS = 200;
 const BATCH_BYTES = 2 * 1024 * 1024;
 /** A run of fewer inserts than this goes as one multi-row INSERT in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 100;
+
+/** Types below this OID are built in: the same OID on every server version pgferry supports. */
+const FIRST_NORMAL_OID = 16384;
 
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
@@ -92,6 +96,13 @@ export class Applier {
     private readonly client: pg.Client,
     private readonly slot: string,
     private readonly log: Logger,
+    /**
+     * Built-in column types must be the same on the target as in the Relation message (a type
+     * changed on the source stops apply instead of converting values). True whenever schema copy
+     * made (or checked) the target's tables; false with `--schema-copy=false`, where the target
+     * may deliberately use other types.
+     */
+    private readonly strictTypes = false,
   ) {}
 
   /** Prepares the apply session; call once per connection. */
@@ -115,8 +126,9 @@ export class Applier {
   /** Maps a relation onto its target table, checked against the target catalog. */
   private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };
-    const { rows } = await this.serial(() => this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string }>(
+    const { rows } = await this.serial(() => this.client.query<{ name: string; type: string; base_type: string; identity: string; generated: string; relkind: string; type_oid: number; typmod: number }>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attidentity AS identity, a.attgenerated AS generated,
+              a.atttypid::int8::float8 AS type_oid, a.atttypmod AS typmod,
               (SELECT format('%I.%I', n.nspname, ty.typname) FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace WHERE ty.oid = a.atttypid) AS base_type,
               (SELECT relkind FROM pg_class WHERE oid = a.attrelid) AS relkind
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
@@ -131,6 +143,10 @@ export class Applier {
       const t = rows.find((r) => r.name === col.name);
       if (!t) throw new PgferryError(ErrorCodes.APPLY, `target: table ${tableKey(table)} has no column "${col.name}" that the source sends; add it on the target (pgferry keeps the changes in the slot until then)`);
       if (t.generated !== '') throw new PgferryError(ErrorCodes.APPLY, `target: column "${col.name}" of ${tableKey(table)} is generated on the target but not on the source; make it a plain column`);
+      if (this.strictTypes && col.typeOid < FIRST_NORMAL_OID && (Number(t.type_oid) !== col.typeOid || t.typmod !== col.typeModifier)) {
+        const { rows: [source] } = await this.serial(() => this.client.query<{ type: string }>(`SELECT format_type($1::oid, $2) AS type`, [col.typeOid, col.typeModifier]));
+        throw new PgferryError(ErrorCodes.APPLY, `target: column "${col.name}" of ${tableKey(table)} is ${t.type} on the target but ${source?.type ?? col.typeOid} on the source; ALTER it on the target (pgferry keeps the changes in the slot until then)`);
+      }
       types.push(t.type);
       baseTypes.push(t.base_type);
     }
@@ -239,6 +255,90 @@ export class Applier {
     for (const table of [...this.runs.keys()]) await this.closeRun(table);
     await this.flushStatements();
     await this.drain();
+  }
+
+  /**
+   * Applies one captured source statement at its point in the source transaction, inside the open
+   * target transaction (so it commits with the surrounding changes and the progress row: never
+   * twice, never lost). Names resolve against the source session's search path. Afterwards every
+   * table the source reported must have the source's columns (name, type, modifier) on the target.
+   * A statement pgferry does not apply, or one that fails on the target, stops apply unless the
+   * target already matches the source's result (it was altered by hand): then apply goes on.
+   * The relation cache is dropped: the next change of each table resolves the new shape.
+   */
+  async ddl(payload: DdlPayload): Promise<void> {
+    if (!this.open) await this.begin();
+    await this.flush();
+    // One command sequence on the session: nothing else (a durability poll) runs in between.
+    await this.serial(() => this.applyDdl(payload));
+  }
+
+  private async applyDdl(payload: DdlPayload): Promise<void> {
+    const plan = planDdl(payload);
+    const statement = oneLine(plan.kind === 'execute' ? plan.statements.join('; ') : payload.query);
+    let failure: string | null = plan.kind === 'unsupported' ? plan.reason : null;
+    if (plan.kind === 'execute') {
+      await this.client.query('SAVEPOINT pgferry_ddl');
+      try {
+        const { rows: [saved] } = await this.client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', $1, true)`, [
+          payload.searchPath.map((s) => ident(s)).join(', ') || "''",
+        ]);
+        // Extended protocol: exactly one statement each, whatever the source's query text held.
+        for (const sql of plan.statements) await this.client.query({ text: sql, queryMode: 'extended' } as pg.QueryConfig);
+        await this.client.query(`SELECT set_config('search_path', $1, true)`, [saved!.path]);
+        await this.client.query('RELEASE SAVEPOINT pgferry_ddl');
+      } catch (err) {
+        await this.client.query('ROLLBACK TO SAVEPOINT pgferry_ddl');
+        failure = err instanceof Error ? err.message : String(err);
+      }
+    }
+    this.plans.clear();
+    const difference = await this.differenceFromSource(payload);
+    if (failure === null && difference === null) {
+      this.log.info({ statement }, 'applied DDL captured on the source');
+      return;
+    }
+    if (difference === null) {
+      this.log.warn({ statement, reason: failure }, 'the target already matches the source after this DDL (altered by hand?); going on');
+      return;
+    }
+    const why = failure ?? difference;
+    throw new PgferryError(
+      ErrorCodes.APPLY,
+      `target: cannot apply the source's DDL "${statement}" (${why}); ${failure ? `${difference}; ` : ''}make the same change on the target by hand (pgferry keeps the changes in the slot and goes on once the target matches)`,
+    );
+  }
+
+  /** Null when the target matches what the source reported after a statement, else the first difference. */
+  private async differenceFromSource(payload: DdlPayload): Promise<string | null> {
+    for (const t of payload.tables) {
+      const { rows } = await this.client.query<{ name: string; type: string; typmod: number }>(
+        `SELECT a.attname AS name, format('%I.%I', n.nspname, ty.typname) AS type, a.atttypmod AS typmod
+           FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace n ON n.oid = ty.typnamespace
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        [t.identity],
+      );
+      if (rows.length === 0) return `table ${t.identity} does not exist on the target`;
+      for (const c of t.columns) {
+        const mine = rows.find((r) => r.name === c.name);
+        if (!mine) return `table ${t.identity} has no column "${c.name}" on the target`;
+        if (mine.type !== c.type || mine.typmod !== c.typmod) return `column "${c.name}" of ${t.identity} is ${mine.type} (typmod ${mine.typmod}) on the target, ${c.type} (typmod ${c.typmod}) on the source`;
+      }
+      const extra = rows.find((r) => !t.columns.some((c) => c.name === r.name));
+      if (extra) return `table ${t.identity} has a column "${extra.name}" on the target that the source no longer has`;
+    }
+    for (const identity of payload.droppedTables) {
+      const { rows: [r] } = await this.client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [identity]);
+      if (r?.present) return `table ${identity} was dropped on the source but exists on the target`;
+    }
+    for (const e of payload.enums) {
+      const { rows: [r] } = await this.client.query<{ labels: string[] | null }>(
+        `SELECT array_agg(enumlabel::text ORDER BY enumsortorder) AS labels FROM pg_enum WHERE enumtypid = to_regtype($1)`,
+        [e.identity],
+      );
+      if (JSON.stringify(r?.labels ?? []) !== JSON.stringify(e.labels)) return `enum ${e.identity} has labels ${JSON.stringify(r?.labels ?? [])} on the target, ${JSON.stringify(e.labels)} on the source`;
+    }
+    return null;
   }
 
   /**
@@ -459,6 +559,12 @@ function sameColumns(a: number[], b: number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** A statement for a one-line message: whitespace runs collapsed, long ones cut. */
+function oneLine(sql: string): string {
+  const flat = sql.replace(/\s+/g, ' ').trim();
+  return flat.length > 300 ? `${flat.slice(0, 300)}...` : flat;
 }
 
 function tupleBytes(t: readonly (TupleValue | undefined)[]): number {

@@ -7,9 +7,12 @@ import type { SourceTable } from '../source/catalog.js';
  * Checks the target before anything is copied: writable, allowed to apply as a replica
  * (`session_replication_role`), and holding every selected table with every replicated column.
  * With `mustBeEmpty` (a fresh start), tables holding rows are refused: pgferry never mixes its copy
- * with rows it did not write. Reports every problem at once.
+ * with rows it did not write. With `shapeFromStream` (a resume with DDL capture), a missing table or
+ * column is not a problem: the target's shape follows the stream, which has not caught up with the
+ * source's current catalog yet (the applier checks each relation against the stream's own shape).
+ * Reports every problem at once.
  */
-export async function preflightTarget(client: pg.Client, tables: SourceTable[], opts: { mustBeEmpty: boolean }): Promise<void> {
+export async function preflightTarget(client: pg.Client, tables: SourceTable[], opts: { mustBeEmpty: boolean; shapeFromStream?: boolean }): Promise<void> {
   const problems: string[] = [];
   const { rows: [s] } = await client.query<{ recovery: boolean; read_only: string; user: string; db: string }>(
     `SELECT pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS read_only, current_user AS user, current_database() AS db`,
@@ -28,12 +31,13 @@ export async function preflightTarget(client: pg.Client, tables: SourceTable[], 
         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
       [qualified(t)],
     );
+    if (rows.length === 0 && opts.shapeFromStream) continue;
     if (rows.length === 0) {
       problems.push(`target: table ${tableKey(t)} does not exist; create it on the target first, or leave schema copy on (--schema-copy=true)`);
       continue;
     }
     const missing = t.columns.filter((c) => !rows.some((r) => r.name === c && r.generated === ''));
-    if (missing.length > 0) problems.push(`target: table ${tableKey(t)} lacks column(s) ${missing.map((c) => `"${c}"`).join(', ')} (or has them as generated columns); add them as plain columns`);
+    if (missing.length > 0 && !opts.shapeFromStream) problems.push(`target: table ${tableKey(t)} lacks column(s) ${missing.map((c) => `"${c}"`).join(', ')} (or has them as generated columns); add them as plain columns`);
     const privileges = await client.query<{ ok: boolean }>(`SELECT bool_and(has_table_privilege($1::regclass, p)) AS ok FROM unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS p`, [qualified(t)]);
     if (!privileges.rows[0]?.ok) problems.push(`target: role ${s.user} cannot write table ${tableKey(t)}; run GRANT INSERT, UPDATE, DELETE, TRUNCATE ON ${qualified(t)} TO ${ident(s.user)}`);
     if (opts.mustBeEmpty) {

@@ -21,6 +21,11 @@ export interface Settings {
   logLevel: string;
   /** Create the source's schema on the target (pre-data before the copy, post-data after it). */
   schemaCopy: boolean;
+  /**
+   * Capture DDL on the source (event trigger, `pg_logical_emit_message`) and apply it on the target at
+   * its point in the stream (src/ddl/). Off: a shape change stops apply until the target is altered.
+   */
+  captureDdl: boolean;
   /** Source WAL retained by the slot above which pgferry warns (log and metric), in bytes. */
   slotRetentionWarningBytes: number;
   /** Cutover thresholds, timeouts, verification depth and traffic switch (src/cutover/settings.ts). */
@@ -39,6 +44,7 @@ export interface RawSettings {
   apiToken?: unknown;
   logLevel?: unknown;
   schemaCopy?: unknown;
+  captureDdl?: unknown;
   slotRetentionWarning?: unknown;
 }
 
@@ -57,6 +63,7 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'apiToken', flag: '--api-token', env: 'PGFERRY_API_TOKEN' },
   { key: 'logLevel', flag: '--log-level', env: 'PGFERRY_LOG_LEVEL' },
   { key: 'schemaCopy', flag: '--schema-copy', env: 'PGFERRY_SCHEMA_COPY' },
+  { key: 'captureDdl', flag: '--capture-ddl', env: 'PGFERRY_CAPTURE_DDL' },
   { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
   ...CUTOVER_KEYS.map(([key, env]) => ({ key, flag: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, env })),
 ];
@@ -150,6 +157,9 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const schemaCopy = parseBoolean(raw.schemaCopy);
   if (schemaCopy === null) problems.push(`${where('schemaCopy')}: "${String(raw.schemaCopy)}" is not true or false`);
 
+  const captureDdl = raw.captureDdl === undefined ? false : parseBoolean(raw.captureDdl);
+  if (captureDdl === null) problems.push(`${where('captureDdl')}: "${String(raw.captureDdl)}" is not true or false`);
+
   const httpHost = str('httpHost') ?? DEFAULTS.httpHost;
   const apiToken = str('apiToken') || undefined;
   const cutover = parseCutoverSettings(raw, where, problems, parseSize);
@@ -168,6 +178,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     apiToken,
     logLevel,
     schemaCopy: schemaCopy ?? true,
+    captureDdl: captureDdl ?? false,
     slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
     cutover,
   };

@@ -29,6 +29,8 @@ export class ReplicationStream {
     private readonly slot: string,
     private readonly publication: string,
     private readonly log: Logger,
+    /** Also stream logical decoding messages (captured DDL). */
+    private readonly messages = false,
   ) {
     this.service = new LogicalReplicationService(config, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
   }
@@ -43,7 +45,7 @@ export class ReplicationStream {
     const plugin = {
       name: 'pgoutput',
       options: {},
-      start: (client: pg.Client, slotName: string, lsn: string) => client.query(startReplicationSql(slotName, this.publication, lsn)),
+      start: (client: pg.Client, slotName: string, lsn: string) => client.query(startReplicationSql(slotName, this.publication, lsn, this.messages)),
       parse: (payload: Buffer) => {
         if (failure) return;
         try {

@@ -98,7 +98,10 @@ export async function createSlotWithSnapshot(config: pg.ClientConfig, slot: stri
   }
 }
 
-/** `START_REPLICATION` options for pgoutput (protocol 1: whole transactions, text values). */
-export function startReplicationSql(slot: string, publication: string, startLsn: string): string {
-  return `START_REPLICATION SLOT ${ident(slot)} LOGICAL ${startLsn} (proto_version '1', publication_names ${literal(ident(publication))})`;
+/**
+ * `START_REPLICATION` options for pgoutput (protocol 1: whole transactions, text values);
+ * `messages` also streams logical decoding messages (captured DDL), in order with the rows.
+ */
+export function startReplicationSql(slot: string, publication: string, startLsn: string, messages = false): string {
+  return `START_REPLICATION SLOT ${ident(slot)} LOGICAL ${startLsn} (proto_version '1', publication_names ${literal(ident(publication))}${messages ? ", messages 'true'" : ''})`;
 }

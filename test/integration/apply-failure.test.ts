@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
-import { confirmedFlush, currentWal, startInProcess, waitForIdentical } from '../support/pgferry.js';
+import { captureLogger, confirmedFlush, currentWal, startInProcess, waitForIdentical } from '../support/pgferry.js';
 
 describe('apply failures and an idle or unrelated source', () => {
   let db: TestDatabases;
   let app: App | undefined;
+  const lines: string[] = [];
 
   beforeAll(async () => {
     db = await createTestDatabases('failure');
@@ -13,7 +14,7 @@ describe('apply failures and an idle or unrelated source', () => {
     await db.source.query(ddl);
     await db.target.query(ddl);
     await db.source.query(`INSERT INTO items SELECT g, 'v' FROM generate_series(1, 100) g`);
-    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, tables: 'items', slot: 'fail_slot', publication: 'fail_pub' });
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, tables: 'items', slot: 'fail_slot', publication: 'fail_pub' }, { log: captureLogger(lines, 'info') });
     await waitFor(() => app!.status.phase === 'streaming' && app!.status.confirmedLsn !== null, 'streaming');
   });
 
@@ -47,6 +48,43 @@ describe('apply failures and an idle or unrelated source', () => {
     await waitForIdentical(db.source, db.target, ['items']);
     await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
     await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= walAfterChange, 'confirmed after recovery');
+  });
+
+  it('without --capture-ddl, stops on a column added on the source, naming table and column, and resumes once the target has it', async () => {
+    await waitForIdentical(db.source, db.target, ['items']);
+    await db.source.query(`ALTER TABLE items ADD COLUMN w numeric(6, 2) DEFAULT 1.25`);
+    // The ALTER's own transaction has nothing to apply and may be confirmed; the rows after it must not be.
+    const beforeRows = await currentWal(db.source);
+    await db.source.query(`INSERT INTO items SELECT g, 'with w', g / 100.0 FROM generate_series(201, 210) g`);
+    await db.source.query(`UPDATE items SET w = 9.75 WHERE id = 1`);
+    const wal = await currentWal(db.source);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    const error = 'target: table public.items has no column "w" that the source sends; add it on the target (pgferry keeps the changes in the slot until then)';
+    expect(app!.status.lastError).toBe(error);
+    expect((await app!.http.inject({ method: 'GET', url: '/status' })).json().lastError).toBe(error);
+    expect(lines.some((l) => l.includes('"level":"error"') && l.includes('no column \\"w\\"'))).toBe(true);
+    expect(await confirmedFlush(db.source, 'fail_slot')).toBeLessThanOrEqual(beforeRows);
+    expect((await db.target.query(`SELECT count(*)::int AS n FROM items WHERE id > 200`)).rows[0].n).toBe(0);
+
+    await db.target.query(`ALTER TABLE items ADD COLUMN w numeric(6, 2) DEFAULT 1.25`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= wal, 'confirmed after the target was altered');
+    expect(app!.status.lastError).toBeNull();
+  });
+
+  it('without --capture-ddl, stops on a column type changed on the source instead of converting its values', async () => {
+    await db.source.query(`ALTER TABLE items ALTER COLUMN w TYPE numeric(8, 4)`);
+    const beforeUpdate = await currentWal(db.source);
+    await db.source.query(`UPDATE items SET w = 1.2345 WHERE id = 2`);
+    const wal = await currentWal(db.source);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toBe('target: column "w" of public.items is numeric(6,2) on the target but numeric(8,4) on the source; ALTER it on the target (pgferry keeps the changes in the slot until then)');
+    expect(await confirmedFlush(db.source, 'fail_slot')).toBeLessThanOrEqual(beforeUpdate);
+    expect((await db.target.query(`SELECT w::text FROM items WHERE id = 2`)).rows[0].w).toBe('1.25');
+
+    await db.target.query(`ALTER TABLE items ALTER COLUMN w TYPE numeric(8, 4)`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= wal, 'confirmed after the target was altered');
   });
 
   it('reconnects when either connection is terminated, without losing or repeating a change', async () => {

@@ -55,6 +55,19 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     expect(r.stderr).toContain(`pg_drop_replication_slot('foreign_slot')`);
   });
 
+  it('says in one line that --capture-ddl needs a superuser when the source role is not one', async () => {
+    const role = `${db.name}_plain`;
+    await db.source.query(`CREATE ROLE ${role} LOGIN REPLICATION`);
+    try {
+      const r = start(['--source', db.sourceUrl.replace('postgres@', `${role}@`), '--target', db.targetUrl, '--tables', 'keyed', '--slot', db.slot, '--capture-ddl']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe(`pgferry: source: --capture-ddl installs an event trigger, which needs a superuser (or rds_superuser) role, and ${role} is not one; connect as one or turn captureDdl off`);
+      expect((await db.source.query(`SELECT 1 FROM pg_event_trigger`)).rowCount).toBe(0);
+    } finally {
+      await db.source.query(`DROP ROLE ${role}`);
+    }
+  });
+
   it('reports an unreachable server as one line', () => {
     const r = start(['--source', 'postgresql://u:s3cret@127.0.0.1:1/nope', '--target', db.targetUrl]);
     expect(r.code).toBe(1);

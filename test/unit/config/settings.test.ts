@@ -58,6 +58,14 @@ describe('loadSettings defaults', () => {
     expect(s.tables).toEqual([]);
     expect(s.apiToken).toBeUndefined();
     expect(s.logLevel).toBe('info');
+    expect(s.captureDdl).toBe(false);
+  });
+
+  it('turns DDL capture on from a bare flag, the environment or the file, and rejects a non-boolean', () => {
+    expect(load({ ...OK, captureDdl: true }).captureDdl).toBe(true);
+    expect(load(OK, { PGFERRY_CAPTURE_DDL: 'on' }).captureDdl).toBe(true);
+    expect(load({ ...OK, captureDdl: 'false' }, { PGFERRY_CAPTURE_DDL: 'true' }).captureDdl).toBe(false);
+    expect(problems(() => load(OK, { PGFERRY_CAPTURE_DDL: 'maybe' }))).toEqual(['PGFERRY_CAPTURE_DDL: "maybe" is not true or false']);
   });
 
   it('accepts postgres:// as well as postgresql://', () => {
