@@ -22,8 +22,6 @@ import { estimateRows } from './source/estimates.js';
 /** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
 const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
-/** Tables copied at once during the initial copy (each by its own pair of sessions, one snapshot). */
-const COPY_WORKERS = 2;
 /** With a group open and nothing queued, how long to wait for more transactions before committing it. */
 const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
@@ -238,7 +236,7 @@ export class Migration {
         });
         this.log.info({ slot, consistentPoint: formatLsn(candidate.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
         try {
-          await copyTables({ source: reader, sourceConfig: this.source(), workers: COPY_WORKERS, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, estimatedRows: this.status.estimatedRows, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
+          await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, estimatedRows: this.status.estimatedRows, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
           exported = candidate;
         } catch (err) {
           if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;
