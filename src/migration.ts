@@ -236,7 +236,7 @@ export class Migration {
         });
         this.log.info({ slot, consistentPoint: formatLsn(candidate.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
         try {
-          await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, estimatedRows: this.status.estimatedRows, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
+          await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
           exported = candidate;
         } catch (err) {
           if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS pgferry.table_copy (
   state       text NOT NULL,
   rows_copied bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (slot, schema_name, table_name)
-);`;
+);
+ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS units_copied integer NOT NULL DEFAULT 0;`;
 
 export type StoredPhase = 'snapshot' | 'streaming';
 
@@ -77,11 +78,18 @@ export async function readTableCopies(client: pg.Client, slot: string): Promise<
   return rows.map((r) => ({ schema: r.schema, name: r.name, rows: Number(r.rows) }));
 }
 
-/** Marks one table copied; call inside the transaction that holds its COPY. */
-export async function markTableCopied(client: pg.Client, slot: string, t: TableName, rows: number): Promise<void> {
+/**
+ * Counts one copy unit of a table (of `units` in all) and its rows; the unit that completes the
+ * count marks the table `copied`. Call inside the transaction that holds the unit's COPY: the row
+ * lock serialises concurrent units of one table, so exactly the last to commit marks it.
+ */
+export async function markUnitCopied(client: pg.Client, slot: string, t: TableName, rows: number, units: number): Promise<void> {
   await client.query(
-    `UPDATE pgferry.table_copy SET state = 'copied', rows_copied = $4 WHERE slot = $1 AND schema_name = $2 AND table_name = $3`,
-    [slot, t.schema, t.name, rows],
+    `UPDATE pgferry.table_copy
+        SET units_copied = units_copied + 1, rows_copied = rows_copied + $4,
+            state = CASE WHEN units_copied + 1 >= $5 THEN 'copied' ELSE 'copying' END
+      WHERE slot = $1 AND schema_name = $2 AND table_name = $3`,
+    [slot, t.schema, t.name, rows, units],
   );
 }
 
