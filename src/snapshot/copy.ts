@@ -7,6 +7,7 @@ import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { SourceTable } from '../source/catalog.js';
 import { markUnitCopied } from '../apply/state-store.js';
+import { BinaryCopyRowCounter, binaryCopyTables } from './copy-format.js';
 import { planCopyUnits, type CopiedRelation, type CopyUnit } from './plan.js';
 
 /** Live progress of one table's copy. */
@@ -30,8 +31,9 @@ export async function connectSnapshotReader(config: pg.ClientConfig): Promise<pg
 
 /**
  * Copies each table from the source, read under the exported snapshot, into the target with
- * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN` in PostgreSQL's text format: values are
- * never parsed, so they arrive byte for byte. Tables are split into units ({@link planCopyUnits}:
+ * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN`: values are never parsed by pgferry, so
+ * they arrive byte for byte; in binary format where every column's type is portable between the
+ * two servers ({@link binaryCopyTables}), in text otherwise. Tables are split into units ({@link planCopyUnits}:
  * leaf partitions, block ranges of large relations), several copied at once by `workers` reader
  * sessions that all import the same snapshot. Each unit's rows and its count in
  * `pgferry.table_copy` commit in one target transaction; the unit that completes a table marks it
@@ -84,30 +86,37 @@ export async function copyTables(opts: {
       t.left++;
       units.set(tableKey(u.table), t);
     }
-    const readers = [source];
-    const extra = await Promise.all(
-      Array.from({ length: Math.max(0, Math.min(wanted, pending.length) - 1) }, async () => {
-        const reader = new pg.Client(opts.sourceConfig);
-        reader.on('error', () => {});
-        clients.push(reader);
-        await reader.connect();
+    const connect = async (config: pg.ClientConfig): Promise<pg.Client> => {
+      const c = new pg.Client(config);
+      c.on('error', () => {});
+      clients.push(c);
+      await c.connect();
+      return c;
+    };
+    const count = Math.max(1, Math.min(wanted, pending.length));
+    const [extra, targets] = await Promise.all([
+      Promise.all(Array.from({ length: count - 1 }, async () => {
+        const reader = await connect(opts.sourceConfig!);
         await importSnapshot(reader);
         return reader;
-      }),
-    );
-    readers.push(...extra);
+      })),
+      Promise.all(Array.from({ length: count }, async () => {
+        const target = await connect(opts.target);
+        // A unit's commit need not wait for the disk: if lost in a crash, its count is lost with it, and
+        // the durable commit that starts streaming flushes every commit before it.
+        await target.query('SET session_replication_role = replica; SET synchronous_commit = off');
+        return target;
+      })),
+    ]);
+    const readers = [source, ...extra];
+    const binary = await binaryCopyTables(source, targets[0]!, opts.tables);
     // Units a worker could not lock without queueing behind a waiting TRUNCATE or DDL: only the
     // first reader (which already holds every lock) can copy them.
     const holderOnly: CopyUnit[] = [];
     let othersRunning = readers.length - 1;
     let wakeHolder: () => void = () => {};
     let failed = false;
-    const copyWith = async (reader: pg.Client, first: boolean): Promise<void> => {
-      const target = new pg.Client(opts.target);
-      target.on('error', () => {});
-      clients.push(target);
-      await target.connect();
-      await target.query('SET session_replication_role = replica');
+    const copyWith = async (reader: pg.Client, target: pg.Client, first: boolean): Promise<void> => {
       const locked = new Set<number>();
       for (;;) {
         if (failed) return;
@@ -127,7 +136,7 @@ export async function copyTables(opts: {
           locked.add(unit.table.oid);
         }
         try {
-          await copyUnit(reader, target, unit, units.get(tableKey(unit.table))!, opts);
+          await copyUnit(reader, target, unit, binary.has(unit.table.oid), units.get(tableKey(unit.table))!, opts);
         } catch (err) {
           if (!failed) {
             failed = true;
@@ -140,7 +149,7 @@ export async function copyTables(opts: {
     };
     await Promise.all(
       readers.map((reader, i) =>
-        copyWith(reader, i === 0).finally(() => {
+        copyWith(reader, targets[i]!, i === 0).finally(() => {
           if (i === 0) return;
           othersRunning--;
           wakeHolder();
@@ -239,6 +248,7 @@ async function copyUnit(
   source: pg.Client,
   target: pg.Client,
   unit: CopyUnit,
+  binary: boolean,
   units: TableUnits,
   opts: { slot: string; progress: Map<string, TableProgress>; log: Logger },
 ): Promise<void> {
@@ -253,13 +263,21 @@ async function copyUnit(
   let bytes = 0;
   await target.query('BEGIN');
   try {
-    const reader = source.query(copyStreams.to(unit.copyOut));
-    const writer = target.query(copyStreams.from(`COPY ${qualified(table)} (${table.columns.map(ident).join(', ')}) FROM STDIN`));
-    // In COPY's text format every row ends with a newline and newlines inside values are escaped.
+    const format = binary ? ' (FORMAT binary)' : '';
+    const reader = source.query(copyStreams.to(unit.copyOut + format));
+    const writer = target.query(copyStreams.from(`COPY ${qualified(table)} (${table.columns.map(ident).join(', ')}) FROM STDIN${format}`));
+    const binaryRows = binary ? new BinaryCopyRowCounter() : null;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         let n = 0;
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+        if (binaryRows) {
+          const before = binaryRows.rows;
+          binaryRows.push(chunk);
+          n = binaryRows.rows - before;
+        } else {
+          // In COPY's text format every row ends with a newline and newlines inside values are escaped.
+          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+        }
         rows += n;
         bytes += chunk.length;
         progress.rowsCopied += n;
