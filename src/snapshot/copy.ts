@@ -5,6 +5,7 @@ import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes, describeError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
+import type { Lsn } from '../protocol/lsn.js';
 import type { SourceTable } from '../source/catalog.js';
 import { markUnitCopied } from '../apply/state-store.js';
 import { BinaryCopyRowCounter, binaryCopyTables } from './copy-format.js';
@@ -47,6 +48,8 @@ export async function copyTables(opts: {
   sourceConfig?: pg.ClientConfig;
   target: pg.ClientConfig;
   snapshotName: string;
+  /** The consistent point of the snapshot, stored with each table copied under it. */
+  snapshotLsn: Lsn;
   tables: SourceTable[];
   slot: string;
   progress: Map<string, TableProgress>;
@@ -250,7 +253,7 @@ async function copyUnit(
   unit: CopyUnit,
   binary: boolean,
   units: TableUnits,
-  opts: { slot: string; progress: Map<string, TableProgress>; log: Logger },
+  opts: { slot: string; snapshotLsn: Lsn; progress: Map<string, TableProgress>; log: Logger },
 ): Promise<void> {
   const { table } = unit;
   const key = tableKey(table);
@@ -286,7 +289,7 @@ async function copyUnit(
       },
     });
     await pipeline(reader, counter, writer);
-    await markUnitCopied(target, opts.slot, table, rows, units.total);
+    await markUnitCopied(target, opts.slot, table, rows, units.total, opts.snapshotLsn);
     await target.query('COMMIT');
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});

@@ -1,12 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pino from 'pino';
-import { clientConfig } from '../../src/pg/connection.js';
 import { listSourceTables } from '../../src/source/catalog.js';
-import { createSlotWithSnapshot } from '../../src/source/slot.js';
-import { connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
 import { binaryCopyTables } from '../../src/snapshot/copy-format.js';
 import { beginSnapshotPhase, ensureStateSchema } from '../../src/apply/state-store.js';
 import { diffTables, rowCount } from '../support/compare.js';
+import { copyUnderNewSlot } from '../support/copy.js';
 import { createTestDatabases, type TestDatabases } from '../support/databases.js';
 import { typeColumns, typeSetup, type TypeColumn } from '../support/type-catalog.js';
 
@@ -55,24 +52,7 @@ describe('binary COPY where every column type is portable, text otherwise', () =
   it('copies every type family byte for byte in both formats, by several workers', async () => {
     const { tables } = await listSourceTables(db.source, []);
     await beginSnapshotPhase(db.target, 'binary_copy', tables);
-    const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
-    const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), 'binary_copy');
-    const progress = new Map<string, TableProgress>();
-    try {
-      await copyTables({
-        source: reader,
-        sourceConfig: clientConfig('source', db.sourceUrl),
-        workers: 3,
-        target: clientConfig('target', db.targetUrl),
-        snapshotName: exported.snapshotName,
-        tables,
-        slot: 'binary_copy',
-        progress,
-        log: pino({ level: 'silent' }),
-      });
-    } finally {
-      await exported.release();
-    }
+    const progress = await copyUnderNewSlot(db, 'binary_copy', tables, { workers: 3 });
     const names = ['public.builtin', 'public.mixed'];
     expect(await diffTables(db.source, db.target, names, Object.fromEntries(names.map((n) => [n, ['id']])))).toEqual([]);
     expect(await rowCount(db.target, 'builtin')).toBe(60);

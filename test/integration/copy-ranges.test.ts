@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pino from 'pino';
-import { clientConfig } from '../../src/pg/connection.js';
 import { listSourceTables } from '../../src/source/catalog.js';
-import { createSlotWithSnapshot } from '../../src/source/slot.js';
-import { connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
+import type { TableProgress } from '../../src/snapshot/copy.js';
 import { beginSnapshotPhase, ensureStateSchema } from '../../src/apply/state-store.js';
 import { fingerprint } from '../../src/demo/sample.js';
+import { copyUnderNewSlot } from '../support/copy.js';
 import { createTestDatabases, type TestDatabases } from '../support/databases.js';
 
 /** Every table as FROM-able names for fingerprints (par without its inheritance child). */
@@ -48,27 +46,7 @@ describe('initial copy in block ranges and leaf partitions, several workers per 
   const copy = async (slot: string, tableNames: string[], after: () => Promise<void>): Promise<Map<string, TableProgress>> => {
     const { tables } = await listSourceTables(db.source, tableNames.map((name) => ({ schema: 'public', name })));
     await beginSnapshotPhase(db.target, slot, tables);
-    const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
-    const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), slot);
-    const progress = new Map<string, TableProgress>();
-    try {
-      await after();
-      await copyTables({
-        source: reader,
-        sourceConfig: clientConfig('source', db.sourceUrl),
-        workers: 3,
-        rangeBlocks: 7,
-        target: clientConfig('target', db.targetUrl),
-        snapshotName: exported.snapshotName,
-        tables,
-        slot,
-        progress,
-        log: pino({ level: 'silent' }),
-      });
-    } finally {
-      await exported.release();
-    }
-    return progress;
+    return copyUnderNewSlot(db, slot, tables, { afterExport: after, workers: 3, rangeBlocks: 7 });
   };
 
   it('copies exactly the snapshot: no row lost or doubled across ranges, whatever moves after the export', async () => {
