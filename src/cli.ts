@@ -52,6 +52,7 @@ program
   .option('--schema-copy <bool>', 'create the source schema on the target: true or false (env PGFERRY_SCHEMA_COPY, default true)')
   .option('--capture-ddl [bool]', 'apply schema changes made on the source while streaming (env PGFERRY_CAPTURE_DDL, default false)')
   .option('--slot-retention-warning <size>', 'warn when the slot retains more source WAL, e.g. 10GB (env PGFERRY_SLOT_RETENTION_WARNING, default 10GB)')
+  .option('--copy-workers <n>', 'initial copy sessions at once, 1-64 (env PGFERRY_COPY_WORKERS, default 4)')
   .action(async (flags: RawSettings & { config?: string }) => {
     const settings = loadSettings(flags);
     const log = createLogger(settings.logLevel);

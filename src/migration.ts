@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Settings } from './config/settings.js';
 import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionError } from './errors.js';
@@ -7,7 +8,7 @@ import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
 import { connectClient, qualified, tableKey, withSessionOptions } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
-import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type ExportedSlot, type SlotState } from './source/slot.js';
+import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
@@ -15,7 +16,8 @@ import { preflightTarget } from './apply/preflight.js';
 import { copySchemaPhase } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
-import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies } from './apply/state-store.js';
+import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
+import { withoutCopied } from './snapshot/already-copied.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
 import { setUpDdlCapture } from './ddl/capture.js';
@@ -24,8 +26,6 @@ import { DDL_MESSAGE_PREFIX, decodeDdlMessage } from './ddl/ddl-message.js';
 /** Stop reading the stream when this many events or bytes wait, resume below a tenth: bounded memory. */
 const QUEUE_HIGH = 10_000;
 const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
-/** Tables copied at once during the initial copy (each by its own pair of sessions, one snapshot). */
-const COPY_WORKERS = 2;
 /** With a group open and nothing queued, how long to wait for more transactions before committing it. */
 const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
@@ -75,6 +75,8 @@ export class Migration {
   private strictThrough: Lsn | null = null;
   /** Commit LSN of the last source transaction begun in the current replication session. */
   private lastBegun: Lsn | null = null;
+  /** Per source relation OID, the consistent point of the snapshot its copy was read under (later than the slot's for a resumed copy). */
+  private snapshotLsns = new Map<number, Lsn>();
   /** Settles when {@link run} has returned. */
   private idle: Promise<void> = Promise.resolve();
 
@@ -105,7 +107,7 @@ export class Migration {
     try {
       await this.prepare();
     } catch (err) {
-      if (this.stopping) return; // stopped mid-copy: the next start redoes it
+      if (this.stopping) return; // stopped mid-copy: the next start resumes it
       throw err;
     }
     if (this.stopping) return;
@@ -141,7 +143,7 @@ export class Migration {
 
   /**
    * Stops gracefully and resolves once the run has ended and its connections are closed. An
-   * initial copy is abandoned (the next start redoes it). While streaming, the source transaction
+   * initial copy is abandoned (the next start keeps the tables copied and copies the rest). While streaming, the source transaction
    * in flight is applied, committed and its end confirmed to the slot first; if that takes longer
    * than `graceMs`, it is rolled back instead (never confirmed: the next start applies it again).
    */
@@ -153,7 +155,7 @@ export class Migration {
     if (this.inFlight) this.log.info({ graceMs }, 'stop requested: finishing the source transaction in flight first');
     const force = setTimeout(() => {
       this.abandoned = true;
-      if (this.status.phase === 'snapshot') this.log.warn({ graceMs }, 'the initial copy (or its schema step) is still finishing a statement; the next start redoes the copy (Ctrl-C again exits at once)');
+      if (this.status.phase === 'snapshot') this.log.warn({ graceMs }, 'the initial copy (or its schema step) is still finishing a statement; the next start copies the tables not yet copied (Ctrl-C again exits at once)');
       else this.log.warn({ graceMs }, 'the transaction in flight did not commit in time; rolling it back (the next start applies it again)');
       this.wake?.();
       void this.stream?.stop().catch(() => {});
@@ -230,54 +232,110 @@ export class Migration {
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
         for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
+        this.snapshotLsns = await this.readSnapshotLsns(target);
         this.log.info({ slot, appliedLsn: state.appliedLsn === null ? null : formatLsn(state.appliedLsn) }, 'resuming streaming');
         return;
       }
       if (!state && existing) {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
-      // Schema copy, pre-data: on a fresh start or a redone copy only (never on resume), before the target's table checks.
+      // Schema copy, pre-data: while the initial copy is not done (it skips what exists), before the target's table checks.
       if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log });
       await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       for (const [table, rows] of await estimateRows(source, this.tables)) this.status.estimatedRows.set(table, rows);
-      await beginSnapshotPhase(target, slot, this.tables);
-      let exported: ExportedSlot | null = null;
-      for (let attempt = 1; !exported; attempt++) {
-        if (state || attempt > 1) {
-          this.log.warn({ slot, attempt }, attempt === 1 ? 'the previous initial copy did not finish; starting it again from scratch' : 'starting the copy again');
-          await dropSlot(source, slot);
-          await target.query(`TRUNCATE ${this.tables.map(qualified).join(', ')}`);
-        }
-        await ensurePublication(source, publication, this.tables);
-        const reader = await connectSnapshotReader(this.source());
-        const candidate = await createSlotWithSnapshot(this.source(), slot).catch(async (err: unknown) => {
-          await reader.end().catch(() => {});
-          throw err;
-        });
-        this.log.info({ slot, consistentPoint: formatLsn(candidate.consistentPoint), tables: this.tables.length }, 'slot created; copying tables');
-        try {
-          await copyTables({ source: reader, sourceConfig: this.source(), workers: COPY_WORKERS, target: this.target(), snapshotName: candidate.snapshotName, tables: this.tables, estimatedRows: this.status.estimatedRows, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
-          exported = candidate;
-        } catch (err) {
-          if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;
-          this.log.warn({ tables: err.tables }, 'a table was truncated or rewritten as the copy started');
-          for (const t of this.status.tables.values()) Object.assign(t, { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
-        } finally {
-          await candidate.release().catch(() => {});
-        }
+      const resume = state && existing ? await this.resumableCopy(source, target, state, existing) : null;
+      let consistentPoint: Lsn;
+      if (resume) {
+        consistentPoint = resume.consistentPoint;
+        const copied = new Map(resume.copied.map((t) => [tableKey(t), t]));
+        for (const t of copied.values()) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
+        const rest = this.tables.filter((t) => !copied.has(tableKey(t)));
+        this.log.info({ slot, consistentPoint: formatLsn(consistentPoint), copied: copied.size, remaining: rest.length }, 'resuming the initial copy: tables already copied are kept');
+        if (rest.length > 0) await this.copyUnderNewSnapshot(source, target, rest, 'resume');
+      } else {
+        await beginSnapshotPhase(target, slot, this.tables);
+        consistentPoint = await this.copyUnderNewSnapshot(source, target, this.tables, state ? 'redo' : 'fresh');
       }
       // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming.
-      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, connect: () => connectClient(this.target(), 'target') });
-      await beginStreamingPhase(target, slot, exported.consistentPoint);
-      this.status.appliedLsn = exported.consistentPoint;
-      this.log.info({ consistentPoint: formatLsn(exported.consistentPoint) }, 'initial copy complete; streaming');
+      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, parallel: this.settings.copyWorkers, connect: () => connectClient(this.target(), 'target') });
+      await beginStreamingPhase(target, slot, consistentPoint);
+      this.snapshotLsns = await this.readSnapshotLsns(target);
+      this.status.appliedLsn = consistentPoint;
+      this.log.info({ consistentPoint: formatLsn(consistentPoint) }, 'initial copy complete; streaming');
     } finally {
       this.status.connected.source = this.status.connected.target = false;
       await source.end().catch(() => {});
       await target.end().catch(() => {});
     }
+  }
+
+  /**
+   * Whether an interrupted initial copy can go on where it stopped: the slot still sits at the
+   * consistent point recorded for it (nothing was confirmed: streaming never started), its
+   * publication and the copy's tables are unchanged. Returns the tables already copied.
+   */
+  private async resumableCopy(source: pg.Client, target: pg.Client, state: MigrationState, slot: SlotState): Promise<{ consistentPoint: Lsn; copied: TableCopy[] } | null> {
+    const c = state.consistentPoint;
+    if (state.phase !== 'snapshot' || c === null || slot.walStatus === 'lost' || slot.confirmedFlush !== c) return null;
+    const published = await checkPublication(source, this.settings.publication, this.tables).then(() => true, () => false);
+    const copies = await readTableCopies(target, this.settings.slot);
+    const wanted = new Set(this.tables.map(tableKey));
+    if (!published || copies.length !== wanted.size || copies.some((t) => !wanted.has(tableKey(t)))) return null;
+    return { consistentPoint: c, copied: copies.filter((t) => t.copied) };
+  }
+
+  /**
+   * Copies `tables` under a newly exported snapshot and returns its consistent point; a table
+   * truncated or rewritten as the copy starts makes it try again with another snapshot.
+   * `fresh`/`redo`: the migration's slot is created (`redo`: dropped first, and every target table
+   * emptied) and its consistent point recorded before any table is copied. `resume`: the slot
+   * stays; the tables' target rows are removed and a temporary slot exports the snapshot, whose
+   * consistent point each table stores (streaming skips what that copy already holds).
+   */
+  private async copyUnderNewSnapshot(source: pg.Client, target: pg.Client, tables: SourceTable[], mode: 'fresh' | 'redo' | 'resume'): Promise<Lsn> {
+    const { slot, publication } = this.settings;
+    for (let attempt = 1; ; attempt++) {
+      if (mode === 'resume') {
+        await emptyTables(target, tables);
+        await resetTableCopies(target, slot, tables);
+      } else if (mode === 'redo' || attempt > 1) {
+        this.log.warn({ slot, attempt }, attempt === 1 ? 'the previous initial copy cannot be resumed; starting it again from scratch' : 'starting the copy again');
+        await dropSlot(source, slot);
+        await emptyTables(target, tables);
+      }
+      if (mode !== 'resume') await ensurePublication(source, publication, tables);
+      const reader = await connectSnapshotReader(this.source());
+      const name = mode === 'resume' ? `pgferry_resume_${randomBytes(6).toString('hex')}` : slot;
+      const exported = await createSlotWithSnapshot(this.source(), name, { temporary: mode === 'resume' }).catch(async (err: unknown) => {
+        await reader.end().catch(() => {});
+        throw err;
+      });
+      try {
+        if (mode !== 'resume') await recordConsistentPoint(target, slot, exported.consistentPoint);
+        this.log.info({ slot: name, consistentPoint: formatLsn(exported.consistentPoint), tables: tables.length }, 'snapshot exported; copying tables');
+        await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: exported.snapshotName, snapshotLsn: exported.consistentPoint, tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
+        return exported.consistentPoint;
+      } catch (err) {
+        if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;
+        this.log.warn({ tables: err.tables }, 'a table was truncated or rewritten as the copy started');
+        for (const t of tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
+      } finally {
+        await exported.release().catch(() => {});
+      }
+    }
+  }
+
+  /** The consistent point each table was copied under, by source relation OID (see {@link withoutCopied}). */
+  private async readSnapshotLsns(target: pg.Client): Promise<Map<number, Lsn>> {
+    const oids = new Map(this.tables.map((t) => [tableKey(t), t.oid]));
+    const out = new Map<number, Lsn>();
+    for (const t of await readTableCopies(target, this.settings.slot)) {
+      const oid = oids.get(tableKey(t));
+      if (oid !== undefined && t.snapshotLsn !== null) out.set(oid, t.snapshotLsn);
+    }
+    return out;
   }
 
   /** One replication session: runs until the connection drops, apply fails, or stop. */
@@ -364,6 +422,7 @@ export class Migration {
 
       let inTransaction = false;
       let skipping = false;
+      let commitLsn: Lsn = 0n;
       /** Commit times of source transactions ended in the open group: applied, not yet durable. */
       const grouped: bigint[] = [];
       let groupStarted = 0;
@@ -424,6 +483,7 @@ export class Migration {
             this.lastBegun = m.finalLsn;
             if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
             applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
+            commitLsn = m.finalLsn;
             if (!applier.groupOpen) groupStarted = performance.now();
             // The server may resend a transaction that ends at or before what the target holds.
             skipping = m.finalLsn < applied;
@@ -434,9 +494,12 @@ export class Migration {
           case 'insert':
           case 'update':
           case 'delete':
-          case 'truncate':
-            if (!skipping) await applier.change(m);
+          case 'truncate': {
+            // A table copied by a resumed copy already holds the changes committed before its snapshot.
+            const change = skipping ? null : withoutCopied(m, commitLsn, this.snapshotLsns);
+            if (change) await applier.change(change);
             break;
+          }
           case 'commit': {
             inTransaction = false;
             if (skipping) {
@@ -652,4 +715,25 @@ async function allOf(...checks: Promise<void>[]): Promise<void> {
   throw failures[0];
 }
 
-
+/**
+ * Removes the target rows of tables about to be copied (again): TRUNCATE (ONLY an ordinary table:
+ * its inheritance children are tables of their own), or, when a foreign key of a table left alone
+ * refers to one of them, DELETE without firing triggers.
+ */
+async function emptyTables(target: pg.Client, tables: SourceTable[]): Promise<void> {
+  const list = tables.map((t) => (t.relkind === 'r' ? `ONLY ${qualified(t)}` : qualified(t)));
+  try {
+    await target.query(`TRUNCATE ${list.join(', ')}`);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '0A000') throw err; // cannot truncate a table referenced in a foreign key constraint
+    await target.query('BEGIN');
+    try {
+      await target.query('SET LOCAL session_replication_role = replica');
+      for (const t of list) await target.query(`DELETE FROM ${t}`);
+      await target.query('COMMIT');
+    } catch (e) {
+      await target.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
+  }
+}

@@ -7,9 +7,14 @@ import { ErrorCodes, PgferryError } from '../errors.js';
  * pgferry's own state lives in the target, in schema `pgferry`, keyed by slot name, so that it
  * commits atomically with the data it describes.
  *
- * `migration.phase`: `snapshot` while the initial copy runs (an interrupted copy is redone from
- * scratch), `streaming` once every table is copied. `applied_lsn` is the end LSN of the last source
- * transaction whose changes are committed here; it only moves forward.
+ * `migration.phase`: `snapshot` while the initial copy runs, `streaming` once every table is
+ * copied. `consistent_point` is the slot's consistent point C, recorded once the slot exists (NULL
+ * before): streaming starts there. `applied_lsn` is the end LSN of the last source transaction whose
+ * changes are committed here; it only moves forward.
+ *
+ * `table_copy.snapshot_lsn` is the consistent point L of the snapshot a copied table was read under:
+ * C for the first copy, later for a table copied by a resumed copy. Changes to that table committed
+ * before L are in its copy; streaming from C skips them (`withoutCopied` in src/snapshot/already-copied.ts).
  */
 export const STATE_DDL = `
 CREATE SCHEMA IF NOT EXISTS pgferry;
@@ -26,13 +31,19 @@ CREATE TABLE IF NOT EXISTS pgferry.table_copy (
   state       text NOT NULL,
   rows_copied bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (slot, schema_name, table_name)
-);`;
+);
+ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS units_copied integer NOT NULL DEFAULT 0;
+ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS snapshot_lsn pg_lsn;
+ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS copied_at timestamptz;
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS consistent_point pg_lsn;`;
 
 export type StoredPhase = 'snapshot' | 'streaming';
 
 export interface MigrationState {
   phase: StoredPhase;
   appliedLsn: Lsn | null;
+  /** The slot's consistent point; null until the slot of this copy is created. */
+  consistentPoint: Lsn | null;
 }
 
 /** Creates pgferry's schema and tables on the target if missing. */
@@ -41,20 +52,21 @@ export async function ensureStateSchema(client: pg.Client): Promise<void> {
 }
 
 export async function readMigration(client: pg.Client, slot: string): Promise<MigrationState | null> {
-  const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null }>(
-    'SELECT phase, applied_lsn::text AS applied_lsn FROM pgferry.migration WHERE slot = $1',
+  const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null; consistent_point: string | null }>(
+    'SELECT phase, applied_lsn::text AS applied_lsn, consistent_point::text AS consistent_point FROM pgferry.migration WHERE slot = $1',
     [slot],
   );
-  return r ? { phase: r.phase, appliedLsn: r.applied_lsn ? parseLsn(r.applied_lsn) : null } : null;
+  if (!r) return null;
+  return { phase: r.phase, appliedLsn: r.applied_lsn ? parseLsn(r.applied_lsn) : null, consistentPoint: r.consistent_point ? parseLsn(r.consistent_point) : null };
 }
 
-/** Starts (or restarts) the initial copy: any previous copy progress for this slot is forgotten. */
+/** Starts (or restarts) the initial copy from scratch: any previous copy progress and consistent point for this slot are forgotten. */
 export async function beginSnapshotPhase(client: pg.Client, slot: string, tables: TableName[]): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query(
       `INSERT INTO pgferry.migration (slot, phase, applied_lsn) VALUES ($1, 'snapshot', NULL)
-       ON CONFLICT (slot) DO UPDATE SET phase = 'snapshot', applied_lsn = NULL, updated_at = now()`,
+       ON CONFLICT (slot) DO UPDATE SET phase = 'snapshot', applied_lsn = NULL, consistent_point = NULL, updated_at = now()`,
       [slot],
     );
     await client.query('DELETE FROM pgferry.table_copy WHERE slot = $1', [slot]);
@@ -68,20 +80,50 @@ export async function beginSnapshotPhase(client: pg.Client, slot: string, tables
   }
 }
 
-/** The tables of this slot's initial copy, with the rows each copied. */
-export async function readTableCopies(client: pg.Client, slot: string): Promise<(TableName & { rows: number })[]> {
-  const { rows } = await client.query<{ schema: string; name: string; rows: string }>(
-    'SELECT schema_name AS schema, table_name AS name, rows_copied AS rows FROM pgferry.table_copy WHERE slot = $1 ORDER BY 1, 2',
-    [slot],
-  );
-  return rows.map((r) => ({ schema: r.schema, name: r.name, rows: Number(r.rows) }));
+/** Records the consistent point of the slot just created for this copy (before any table is copied under it). */
+export async function recordConsistentPoint(client: pg.Client, slot: string, lsn: Lsn): Promise<void> {
+  await client.query('UPDATE pgferry.migration SET consistent_point = $2, updated_at = now() WHERE slot = $1', [slot, formatLsn(lsn)]);
 }
 
-/** Marks one table copied; call inside the transaction that holds its COPY. */
-export async function markTableCopied(client: pg.Client, slot: string, t: TableName, rows: number): Promise<void> {
+/** One table of this slot's initial copy: copied or not, its rows, and the consistent point of the snapshot it was copied under. */
+export interface TableCopy extends TableName {
+  copied: boolean;
+  rows: number;
+  snapshotLsn: Lsn | null;
+}
+
+export async function readTableCopies(client: pg.Client, slot: string): Promise<TableCopy[]> {
+  const { rows } = await client.query<{ schema: string; name: string; state: string; rows: string; snapshot_lsn: string | null }>(
+    `SELECT schema_name AS schema, table_name AS name, state, rows_copied AS rows, snapshot_lsn::text AS snapshot_lsn
+       FROM pgferry.table_copy WHERE slot = $1 ORDER BY 1, 2`,
+    [slot],
+  );
+  return rows.map((r) => ({ schema: r.schema, name: r.name, copied: r.state === 'copied', rows: Number(r.rows), snapshotLsn: r.snapshot_lsn ? parseLsn(r.snapshot_lsn) : null }));
+}
+
+/** Forgets the copy progress of `tables` (to be copied again, their target rows removed first). */
+export async function resetTableCopies(client: pg.Client, slot: string, tables: TableName[]): Promise<void> {
   await client.query(
-    `UPDATE pgferry.table_copy SET state = 'copied', rows_copied = $4 WHERE slot = $1 AND schema_name = $2 AND table_name = $3`,
-    [slot, t.schema, t.name, rows],
+    `UPDATE pgferry.table_copy SET state = 'pending', units_copied = 0, rows_copied = 0, snapshot_lsn = NULL, copied_at = NULL
+      WHERE slot = $1 AND (schema_name, table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+    [slot, tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+}
+
+/**
+ * Counts one copy unit of a table (of `units` in all) and its rows; the unit that completes the
+ * count marks the table `copied`, with the consistent point of the snapshot it was read under.
+ * Call inside the transaction that holds the unit's COPY: the row lock serialises concurrent units
+ * of one table, so exactly the last to commit marks it.
+ */
+export async function markUnitCopied(client: pg.Client, slot: string, t: TableName, rows: number, units: number, snapshotLsn: Lsn): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.table_copy
+        SET units_copied = units_copied + 1, rows_copied = rows_copied + $4,
+            state = CASE WHEN units_copied + 1 >= $5 THEN 'copied' ELSE 'copying' END,
+            snapshot_lsn = $6, copied_at = CASE WHEN units_copied + 1 >= $5 THEN clock_timestamp() END
+      WHERE slot = $1 AND schema_name = $2 AND table_name = $3`,
+    [slot, t.schema, t.name, rows, units, formatLsn(snapshotLsn)],
   );
 }
 

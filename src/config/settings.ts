@@ -28,6 +28,8 @@ export interface Settings {
   captureDdl: boolean;
   /** Source WAL retained by the slot above which pgferry warns (log and metric), in bytes. */
   slotRetentionWarningBytes: number;
+  /** Source/target session pairs of the initial copy (1..64): tables, and block ranges of large tables, copied at once. */
+  copyWorkers: number;
   /** Cutover thresholds, timeouts, verification depth and traffic switch (src/cutover/settings.ts). */
   cutover: CutoverSettings;
 }
@@ -46,6 +48,7 @@ export interface RawSettings {
   schemaCopy?: unknown;
   captureDdl?: unknown;
   slotRetentionWarning?: unknown;
+  copyWorkers?: unknown;
 }
 
 /** The cutover's raw settings (config file keys; environment PGFERRY_CUTOVER_* / PGFERRY_PGBOUNCER_*). */
@@ -65,10 +68,13 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'schemaCopy', flag: '--schema-copy', env: 'PGFERRY_SCHEMA_COPY' },
   { key: 'captureDdl', flag: '--capture-ddl', env: 'PGFERRY_CAPTURE_DDL' },
   { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
+  { key: 'copyWorkers', flag: '--copy-workers', env: 'PGFERRY_COPY_WORKERS' },
   ...CUTOVER_KEYS.map(([key, env]) => ({ key, flag: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, env })),
 ];
 
-const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB' };
+const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB', copyWorkers: 4 };
+/** Each copy worker holds a source and a target connection: bounded well below typical max_connections. */
+const MAX_COPY_WORKERS = 64;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -154,6 +160,10 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const slotRetentionWarningBytes = parseSize(retentionText);
   if (slotRetentionWarningBytes === null) problems.push(`${where('slotRetentionWarning')}: "${retentionText}" is not a size (bytes, or a number with kB, MB, GB or TB, e.g. 10GB)`);
 
+  const workersText = str('copyWorkers');
+  const copyWorkers = workersText === undefined ? DEFAULTS.copyWorkers : /^\d+$/.test(workersText) ? Number(workersText) : NaN;
+  if (!(copyWorkers >= 1 && copyWorkers <= MAX_COPY_WORKERS)) problems.push(`${where('copyWorkers')}: "${workersText}" is not a number of copy workers (1-${MAX_COPY_WORKERS}; each uses one source and one target connection)`);
+
   const schemaCopy = parseBoolean(raw.schemaCopy);
   if (schemaCopy === null) problems.push(`${where('schemaCopy')}: "${String(raw.schemaCopy)}" is not true or false`);
 
@@ -180,6 +190,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     schemaCopy: schemaCopy ?? true,
     captureDdl: captureDdl ?? false,
     slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
+    copyWorkers,
     cutover,
   };
 }

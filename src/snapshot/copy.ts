@@ -5,8 +5,11 @@ import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes, describeError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
+import type { Lsn } from '../protocol/lsn.js';
 import type { SourceTable } from '../source/catalog.js';
-import { markTableCopied } from '../apply/state-store.js';
+import { markUnitCopied } from '../apply/state-store.js';
+import { BinaryCopyRowCounter, binaryCopyTables } from './copy-format.js';
+import { planCopyUnits, type CopiedRelation, type CopyUnit } from './plan.js';
 
 /** Live progress of one table's copy. */
 export interface TableProgress {
@@ -29,9 +32,14 @@ export async function connectSnapshotReader(config: pg.ClientConfig): Promise<pg
 
 /**
  * Copies each table from the source, read under the exported snapshot, into the target with
- * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN` in PostgreSQL's text format: values are
- * never parsed, so they arrive byte for byte. Each table's copy and its "copied" mark commit in one
- * target transaction. Target triggers and foreign keys are not fired (`session_replication_role`).
+ * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN`: values are never parsed by pgferry, so
+ * they arrive byte for byte; in binary format where every column's type is portable between the
+ * two servers ({@link binaryCopyTables}), in text otherwise. Tables are split into units ({@link planCopyUnits}:
+ * leaf partitions, block ranges of large relations), several copied at once by `workers` reader
+ * sessions that all import the same snapshot. Each unit's rows and its count in
+ * `pgferry.table_copy` commit in one target transaction; the unit that completes a table marks it
+ * copied in that transaction, so a table is marked copied exactly when all its units committed.
+ * Target triggers and foreign keys are not fired (`session_replication_role`).
  * `source` comes from {@link connectSnapshotReader}; it is closed when the copy ends.
  */
 export async function copyTables(opts: {
@@ -40,19 +48,21 @@ export async function copyTables(opts: {
   sourceConfig?: pg.ClientConfig;
   target: pg.ClientConfig;
   snapshotName: string;
+  /** The consistent point of the snapshot, stored with each table copied under it. */
+  snapshotLsn: Lsn;
   tables: SourceTable[];
   slot: string;
   progress: Map<string, TableProgress>;
   log: Logger;
   signal?: AbortSignal;
-  /** Tables copied at once, each pair of sessions under the same snapshot. */
+  /** Units copied at once, each pair of sessions under the same snapshot. */
   workers?: number;
-  /** Estimated rows per table (`schema.name`): the largest tables are copied first. */
-  estimatedRows?: ReadonlyMap<string, number>;
+  /** Blocks per range (tests); by default sized from the data and `workers`. */
+  rangeBlocks?: number;
 }): Promise<void> {
   const source = opts.source;
   const clients: pg.Client[] = [source];
-  // Stopping mid-copy closes every connection: the tables in flight roll back, the next start redoes the copy.
+  // Stopping mid-copy closes every connection: the units in flight roll back.
   const abort = (): void => {
     for (const c of clients) void c.end().catch(() => {});
   };
@@ -69,47 +79,67 @@ export async function copyTables(opts: {
       if ((err as { code?: string }).code === '40P01') throw new TableRewrittenError([], 'deadlocked with a concurrent lock while the copy started');
       throw err;
     });
-    const readers = [source];
-    const workers = opts.sourceConfig ? Math.max(1, Math.min(opts.workers ?? 1, opts.tables.length)) : 1;
-    for (let i = 1; i < workers; i++) {
-      const reader = new pg.Client(opts.sourceConfig);
-      reader.on('error', () => {});
-      clients.push(reader);
-      await reader.connect();
-      await importSnapshot(reader);
-      readers.push(reader);
+    const wanted = opts.sourceConfig ? Math.max(1, opts.workers ?? 1) : 1;
+    // Sized under the lock: no rewrite can change a relation's blocks from here on.
+    const pending = planCopyUnits(await sizeRelations(source, opts.tables), wanted, opts.rangeBlocks);
+    const units = new Map<string, TableUnits>();
+    for (const u of pending) {
+      const t = units.get(tableKey(u.table)) ?? { total: 0, left: 0, started: 0 };
+      t.total++;
+      t.left++;
+      units.set(tableKey(u.table), t);
     }
-    // Largest first: the copy ends when its longest table does, so that one should start at once.
-    const size = (t: SourceTable): number => opts.estimatedRows?.get(tableKey(t)) ?? 0;
-    const pending = [...opts.tables].sort((a, b) => size(b) - size(a));
-    // Tables a worker could not lock without queueing behind a waiting TRUNCATE or DDL: only the
+    const connect = async (config: pg.ClientConfig): Promise<pg.Client> => {
+      const c = new pg.Client(config);
+      c.on('error', () => {});
+      clients.push(c);
+      await c.connect();
+      return c;
+    };
+    const count = Math.max(1, Math.min(wanted, pending.length));
+    const [extra, targets] = await Promise.all([
+      Promise.all(Array.from({ length: count - 1 }, async () => {
+        const reader = await connect(opts.sourceConfig!);
+        await importSnapshot(reader);
+        return reader;
+      })),
+      Promise.all(Array.from({ length: count }, async () => {
+        const target = await connect(opts.target);
+        // A unit's commit need not wait for the disk: if lost in a crash, its count is lost with it, and
+        // the durable commit that starts streaming flushes every commit before it.
+        await target.query('SET session_replication_role = replica; SET synchronous_commit = off');
+        return target;
+      })),
+    ]);
+    const readers = [source, ...extra];
+    const binary = await binaryCopyTables(source, targets[0]!, opts.tables);
+    // Units a worker could not lock without queueing behind a waiting TRUNCATE or DDL: only the
     // first reader (which already holds every lock) can copy them.
-    const holderOnly: SourceTable[] = [];
+    const holderOnly: CopyUnit[] = [];
     let othersRunning = readers.length - 1;
     let wakeHolder: () => void = () => {};
     let failed = false;
-    const copyWith = async (reader: pg.Client, first: boolean): Promise<void> => {
-      const target = new pg.Client(opts.target);
-      target.on('error', () => {});
-      clients.push(target);
-      await target.connect();
-      await target.query('SET session_replication_role = replica');
+    const copyWith = async (reader: pg.Client, target: pg.Client, first: boolean): Promise<void> => {
+      const locked = new Set<number>();
       for (;;) {
         if (failed) return;
         if (opts.signal?.aborted) throw new PgferryError(ErrorCodes.COPY, 'copy stopped');
-        const table = (first ? holderOnly.shift() : undefined) ?? pending.shift();
-        if (!table) {
+        const unit = (first ? holderOnly.shift() : undefined) ?? pending.shift();
+        if (!unit) {
           if (!first || othersRunning === 0) return;
           await new Promise<void>((resolve) => (wakeHolder = resolve));
           continue;
         }
-        if (!first && !(await lockWithoutQueueing(reader, table))) {
-          holderOnly.push(table);
-          wakeHolder();
-          continue;
+        if (!first && !locked.has(unit.table.oid)) {
+          if (!(await lockWithoutQueueing(reader, unit.table))) {
+            holderOnly.push(unit);
+            wakeHolder();
+            continue;
+          }
+          locked.add(unit.table.oid);
         }
         try {
-          await copyTable(reader, target, table, opts);
+          await copyUnit(reader, target, unit, binary.has(unit.table.oid), units.get(tableKey(unit.table))!, opts);
         } catch (err) {
           if (!failed) {
             failed = true;
@@ -122,7 +152,7 @@ export async function copyTables(opts: {
     };
     await Promise.all(
       readers.map((reader, i) =>
-        copyWith(reader, i === 0).finally(() => {
+        copyWith(reader, targets[i]!, i === 0).finally(() => {
           if (i === 0) return;
           othersRunning--;
           wakeHolder();
@@ -134,6 +164,29 @@ export async function copyTables(opts: {
     opts.signal?.removeEventListener('abort', abort);
     for (const c of clients) await c.end().catch(() => {});
   }
+}
+
+/**
+ * The heap relations the copy reads, sized in blocks: each ordinary table, and each leaf partition
+ * of a partitioned table. A partitioned table with a leaf that is not an ordinary table (a foreign
+ * table) or with no leaf at all is read through its root as one unit, as COPY would read it.
+ */
+async function sizeRelations(source: pg.Client, tables: SourceTable[]): Promise<CopiedRelation[]> {
+  const { rows } = await source.query<{ table_oid: number; schema: string; name: string; relkind: string; blocks: string }>(
+    `SELECT t.oid::int8::int AS table_oid, n.nspname AS schema, c.relname AS name, c.relkind,
+            pg_relation_size(c.oid) / current_setting('block_size')::int AS blocks
+       FROM unnest($1::oid[]) AS t(oid)
+       LEFT JOIN LATERAL (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf) AS p ON true
+       JOIN pg_class c ON c.oid = coalesce(p.relid, t.oid)
+       JOIN pg_namespace n ON n.oid = c.relnamespace`,
+    [tables.map((t) => t.oid)],
+  );
+  return tables.flatMap((table): CopiedRelation[] => {
+    const mine = rows.filter((r) => Number(r.table_oid) === table.oid);
+    const blocks = mine.reduce((sum, r) => sum + Number(r.blocks), 0);
+    if (mine.length === 0 || mine.some((r) => r.relkind !== 'r')) return [{ table, leaf: null, blocks }];
+    return mine.map((r) => ({ table, leaf: { schema: r.schema, name: r.name }, blocks: Number(r.blocks) }));
+  });
 }
 
 /**
@@ -186,34 +239,64 @@ export class TableRewrittenError extends PgferryError {
   }
 }
 
-async function copyTable(source: pg.Client, target: pg.Client, table: SourceTable, opts: { slot: string; progress: Map<string, TableProgress>; log: Logger }): Promise<void> {
+/** A table's units: how many, how many not yet committed, when the first began. */
+interface TableUnits {
+  total: number;
+  left: number;
+  started: number;
+}
+
+/** Copies one unit in one target transaction; the transaction that completes its table marks the table copied. */
+async function copyUnit(
+  source: pg.Client,
+  target: pg.Client,
+  unit: CopyUnit,
+  binary: boolean,
+  units: TableUnits,
+  opts: { slot: string; snapshotLsn: Lsn; progress: Map<string, TableProgress>; log: Logger },
+): Promise<void> {
+  const { table } = unit;
   const key = tableKey(table);
   const progress = opts.progress.get(key) ?? { state: 'pending', rowsCopied: 0, bytesCopied: 0 };
   opts.progress.set(key, progress);
-  progress.state = 'copying';
   const started = Date.now();
-  const cols = table.columns.map(ident).join(', ');
-  // COPY TO cannot read a partitioned table directly; a query over its root reads every partition.
-  const from = table.relkind === 'p' ? `(SELECT ${cols} FROM ${qualified(table)})` : `${qualified(table)} (${cols})`;
+  if (progress.state === 'pending') units.started = started;
+  progress.state = 'copying';
+  let rows = 0;
+  let bytes = 0;
   await target.query('BEGIN');
   try {
-    const reader = source.query(copyStreams.to(`COPY ${from} TO STDOUT`));
-    const writer = target.query(copyStreams.from(`COPY ${qualified(table)} (${cols}) FROM STDIN`));
-    // In COPY's text format every row ends with a newline and newlines inside values are escaped.
+    const format = binary ? ' (FORMAT binary)' : '';
+    const reader = source.query(copyStreams.to(unit.copyOut + format));
+    const writer = target.query(copyStreams.from(`COPY ${qualified(table)} (${table.columns.map(ident).join(', ')}) FROM STDIN${format}`));
+    const binaryRows = binary ? new BinaryCopyRowCounter() : null;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) progress.rowsCopied++;
+        let n = 0;
+        if (binaryRows) {
+          const before = binaryRows.rows;
+          binaryRows.push(chunk);
+          n = binaryRows.rows - before;
+        } else {
+          // In COPY's text format every row ends with a newline and newlines inside values are escaped.
+          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+        }
+        rows += n;
+        bytes += chunk.length;
+        progress.rowsCopied += n;
         progress.bytesCopied += chunk.length;
         done(null, chunk);
       },
     });
     await pipeline(reader, counter, writer);
-    await markTableCopied(target, opts.slot, table, progress.rowsCopied);
+    await markUnitCopied(target, opts.slot, table, rows, units.total, opts.snapshotLsn);
     await target.query('COMMIT');
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});
-    throw new PgferryError(ErrorCodes.COPY, `copy of ${key} failed: ${describeError(err)}`, { cause: err, retryable: true });
+    throw new PgferryError(ErrorCodes.COPY, `copy of ${unit.label} failed: ${describeError(err)}`, { cause: err, retryable: true });
   }
+  opts.log.debug({ unit: unit.label, rows, bytes, ms: Date.now() - started }, 'copy unit done');
+  if (--units.left > 0) return;
   progress.state = 'copied';
-  opts.log.info({ table: key, rows: progress.rowsCopied, bytes: progress.bytesCopied, ms: Date.now() - started }, 'table copied');
+  opts.log.info({ table: key, rows: progress.rowsCopied, bytes: progress.bytesCopied, units: units.total, ms: Date.now() - units.started }, 'table copied');
 }

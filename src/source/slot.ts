@@ -82,14 +82,16 @@ export interface ExportedSlot {
  * Every transaction committed after `consistentPoint` will be in the slot and none before it, so a
  * copy under `snapshotName` plus streaming from `consistentPoint` sees each change exactly once.
  * The connection must stay open and idle until every copy worker has imported the snapshot.
+ * A `temporary` slot (for a resumed copy: only its snapshot is used) is dropped when the
+ * connection closes, by `release()` or a crash.
  */
-export async function createSlotWithSnapshot(config: pg.ClientConfig, slot: string): Promise<ExportedSlot> {
+export async function createSlotWithSnapshot(config: pg.ClientConfig, slot: string, opts: { temporary?: boolean } = {}): Promise<ExportedSlot> {
   const client = new pg.Client({ ...config, replication: 'database' } as pg.ClientConfig);
   client.on('error', () => {}); // surfaced by the copy workers' failure to import the snapshot
   await client.connect();
   try {
     // The pre-15 syntax: every server from 14 to 18 accepts it.
-    const { rows: [r] } = await client.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`);
+    const { rows: [r] } = await client.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${ident(slot)}${opts.temporary ? ' TEMPORARY' : ''} LOGICAL pgoutput EXPORT_SNAPSHOT`);
     if (!r?.snapshot_name) throw new PgferryError(ErrorCodes.PROTOCOL, `source: CREATE_REPLICATION_SLOT returned no snapshot for slot ${slot}`);
     return { consistentPoint: parseLsn(r.consistent_point), snapshotName: r.snapshot_name, release: () => client.end() };
   } catch (err) {

@@ -33,6 +33,7 @@ describe('apply order across tables', () => {
     await waitFor(() => app!.status.phase === 'streaming', 'streaming', 110_000); // slot creation waits for transactions running anywhere on the source
     // Streamed, not copied: the ALWAYS trigger also fires during the copy, where tables load in parallel.
     await db.source.query(`INSERT INTO customers VALUES (0); INSERT INTO orders VALUES (0, 0)`);
+    await waitFor(async () => (await db.target.query('SELECT 1 FROM orders WHERE id = 0')).rowCount === 1, 'first order applied'); // the next group starts empty
   });
 
   afterAll(async () => {

@@ -6,6 +6,7 @@ import { createSlotWithSnapshot } from '../../src/source/slot.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
 import { ensureStateSchema } from '../../src/apply/state-store.js';
 import pg from 'pg';
+import { copyUnderNewSlot } from '../support/copy.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 
 describe('initial copy under the exported snapshot', () => {
@@ -24,27 +25,8 @@ describe('initial copy under the exported snapshot', () => {
     await db?.drop();
   });
 
-  const copy = async (slot: string, before: () => Promise<void>): Promise<Map<string, TableProgress>> => {
-    const { tables } = await listSourceTables(db.source, []);
-    const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
-    const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), slot);
-    const progress = new Map<string, TableProgress>();
-    try {
-      await before();
-      await copyTables({
-        source: reader,
-        target: clientConfig('target', db.targetUrl),
-        snapshotName: exported.snapshotName,
-        tables,
-        slot,
-        progress,
-        log: pino({ level: 'silent' }),
-      });
-    } finally {
-      await exported.release();
-    }
-    return progress;
-  };
+  const copy = async (slot: string, before: () => Promise<void>): Promise<Map<string, TableProgress>> =>
+    copyUnderNewSlot(db, slot, (await listSourceTables(db.source, [])).tables, { afterExport: before });
 
   it('sees the data as of the snapshot, not the writes after it', async () => {
     const progress = await copy('copy_snapshot', async () => {
@@ -83,8 +65,9 @@ describe('initial copy under the exported snapshot', () => {
         workers: 2,
         target: clientConfig('target', db.targetUrl),
         snapshotName: exported.snapshotName,
+        snapshotLsn: exported.consistentPoint,
         tables,
-        estimatedRows: new Map([['public.big1', 1_500_000], ['public.big2', 300_000], ['public.small', 10]]),
+        rangeBlocks: 1_000_000_000, // whole tables, largest first: big1, big2, small
         slot: 'copy_nowait',
         progress,
         log: pino({ level: 'silent' }),
