@@ -54,9 +54,10 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
     const errors: unknown[] = [];
     const seed = Number(process.env['PGFERRY_TEST_SEED'] ?? 20261125);
     // Writers touch only `id` and `v`, which every DDL below leaves alone, in random order and transaction sizes,
-    // and only their own rows (id >= 10,000), which the bulk UPDATEs below leave alone: no deadlocks between them.
+    // and only their own rows (id >= 10,000, each writer its own), which the bulk UPDATEs below leave alone: no deadlocks.
     const writers = [0, 1].map(async (w) => {
       const random = seededRandom(seed + w);
+      const mine: number[] = []; // each writer updates and deletes only rows it inserted: writers never wait on each other
       const c = await connect(db.sourceUrl);
       try {
         for (let i = 0; !stop && i < 5_000; i++) {
@@ -64,9 +65,11 @@ describe('--capture-ddl: schema changes on the source are applied on the target 
           if (multi) await c.query('BEGIN');
           for (let n = multi ? random.int(2, 20) : 1; n > 0; n--) {
             const op = random.pick(['insert', 'insert', 'update', 'delete'] as const);
-            if (op === 'insert') await c.query(`INSERT INTO acct (id, v) VALUES ($1, $2)`, [nextId++, `w${w}-${i}`]);
-            else if (op === 'update') await c.query(`UPDATE acct SET v = v || '+' WHERE id = $1`, [random.int(10_000, nextId)]);
-            else await c.query(`DELETE FROM acct WHERE id = $1`, [random.int(10_000, nextId)]);
+            if (op === 'insert' || mine.length === 0) {
+              mine.push(nextId);
+              await c.query(`INSERT INTO acct (id, v) VALUES ($1, $2)`, [nextId++, `w${w}-${i}`]);
+            } else if (op === 'update') await c.query(`UPDATE acct SET v = v || '+' WHERE id = $1`, [random.pick(mine)]);
+            else await c.query(`DELETE FROM acct WHERE id = $1`, [mine.splice(random.int(0, mine.length - 1), 1)[0]]);
           }
           if (multi) await c.query('COMMIT');
           await pace(2);
