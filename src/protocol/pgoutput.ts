@@ -248,13 +248,16 @@ export class PgoutputDecoder {
     return msg;
   }
 
+  /** Data messages carry the xid only inside a stream block. */
+  private xid(r: Reader): { xid?: number } {
+    return this.streaming ? { xid: r.u32('xid') } : {};
+  }
+
   private body(r: Reader, tag: number): PgoutputMessage {
     const streamTag = tag === Tag.StreamStart || tag === Tag.StreamStop || tag === Tag.StreamCommit || tag === Tag.StreamAbort;
     if (streamTag && this.protoVersion < 2) r.fail('streaming message in protocol version 1', 0);
     if (tag === Tag.StreamStop && !this.streaming) r.fail('Stream Stop without Stream Start', 0);
     if (this.streaming && isTransactionControl(tag)) r.fail('not allowed inside a stream block', 0);
-    // Data messages carry the xid only inside a stream block.
-    const xid = (): { xid?: number } => (this.streaming ? { xid: r.u32('xid') } : {});
 
     switch (tag) {
       case Tag.Begin:
@@ -270,7 +273,7 @@ export class PgoutputDecoder {
       case Tag.Origin:
         return { tag: 'origin', originLsn: r.u64('origin LSN'), name: r.cstring('origin name') };
       case Tag.Relation: {
-        const head = { tag: 'relation' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const head = { tag: 'relation' as const, ...this.xid(r), relationOid: r.u32('relation OID') };
         const namespace = r.cstring('namespace');
         const name = r.cstring('relation name');
         const identByte = r.u8('replica identity');
@@ -292,33 +295,40 @@ export class PgoutputDecoder {
       case Tag.Type:
         return {
           tag: 'type',
-          ...xid(),
+          ...this.xid(r),
           typeOid: r.u32('type OID'),
           namespace: r.cstring('namespace'),
           name: r.cstring('type name'),
         };
+      // Row changes are the hot path: plain object literals, no spreads or closures.
       case Tag.Insert: {
-        const head = { tag: 'insert' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const txid = this.streaming ? r.u32('xid') : undefined;
+        const relationOid = r.u32('relation OID');
         if (r.u8('new tuple marker') !== Marker.New) r.fail("expected new tuple marker 'N'", r.offset - 1);
-        return { ...head, newTuple: r.tuple() };
+        const newTuple = r.tuple();
+        return txid === undefined ? { tag: 'insert', relationOid, newTuple } : { tag: 'insert', xid: txid, relationOid, newTuple };
       }
       case Tag.Update: {
-        const head = { tag: 'update' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const txid = this.streaming ? r.u32('xid') : undefined;
+        const relationOid = r.u32('relation OID');
         let marker = r.u8('tuple marker');
         const oldKind = oldTupleKind(marker) ?? null;
         const oldTuple = oldKind === null ? null : r.tuple();
         if (oldKind !== null) marker = r.u8('new tuple marker');
         if (marker !== Marker.New) r.fail(`expected tuple marker ${oldKind === null ? "'K', 'O' or " : ''}'N'`, r.offset - 1);
-        return { ...head, oldKind, oldTuple, newTuple: r.tuple() };
+        const newTuple = r.tuple();
+        return txid === undefined ? { tag: 'update', relationOid, oldKind, oldTuple, newTuple } : { tag: 'update', xid: txid, relationOid, oldKind, oldTuple, newTuple };
       }
       case Tag.Delete: {
-        const head = { tag: 'delete' as const, ...xid(), relationOid: r.u32('relation OID') };
+        const txid = this.streaming ? r.u32('xid') : undefined;
+        const relationOid = r.u32('relation OID');
         const oldKind = oldTupleKind(r.u8('old tuple marker'));
         if (oldKind === undefined) r.fail("expected old tuple marker 'K' or 'O'", r.offset - 1);
-        return { ...head, oldKind, oldTuple: r.tuple() };
+        const oldTuple = r.tuple();
+        return txid === undefined ? { tag: 'delete', relationOid, oldKind, oldTuple } : { tag: 'delete', xid: txid, relationOid, oldKind, oldTuple };
       }
       case Tag.Truncate: {
-        const head = { tag: 'truncate' as const, ...xid() };
+        const head = { tag: 'truncate' as const, ...this.xid(r) };
         const n = r.u32('relation count');
         const options = r.u8('options');
         const relationOids: number[] = [];
@@ -326,7 +336,7 @@ export class PgoutputDecoder {
         return { ...head, cascade: (options & 1) !== 0, restartIdentity: (options & 2) !== 0, relationOids };
       }
       case Tag.Message: {
-        const head = { tag: 'message' as const, ...xid(), transactional: (r.u8('flags') & 1) !== 0 };
+        const head = { tag: 'message' as const, ...this.xid(r), transactional: (r.u8('flags') & 1) !== 0 };
         const lsn = r.u64('LSN');
         const prefix = r.cstring('prefix');
         return { ...head, lsn, prefix, content: r.bytes(...r.counted('content')) };
