@@ -30,6 +30,8 @@ const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
 const GROUP_LINGER_MS = 5;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
+/** The target position of a group whose commit has not been answered yet: above every real LSN. */
+const UNANSWERED: Lsn = 2n ** 64n;
 /** How often the target's WAL flush position is read while committed groups are not yet known durable. */
 const DURABLE_POLL_MS = 100;
 /** How long a stop waits for the transaction in flight to commit before rolling it back instead. */
@@ -426,30 +428,58 @@ export class Migration {
       /** Commit times of source transactions ended in the open group: applied, not yet durable. */
       const grouped: bigint[] = [];
       let groupStarted = 0;
-      /** Commits the group; only then are its transactions durable, so only then confirmable. */
+      /** The last group's commit, queued on the target and not yet answered. */
+      let committing: Promise<void> | null = null;
+      /** A queued commit failed: the loop ends with it (nothing after it commits or is confirmed). */
+      let commitFailure: unknown = null;
+      /** Commits queued and not yet answered: work in flight, as much as an open group. */
+      let unanswered = 0;
+      /**
+       * Commits the group. The commit is queued, not awaited (the next group is built while the
+       * target runs it; at most one more waits behind it). Its position joins `undurable` at once
+       * with an unknown target position, so nothing reached after it is confirmed before it is
+       * committed and flushed.
+       */
       const commitGroup = async (durable = false): Promise<void> => {
         const done = await applier.commitGroup({ durable });
         if (!done) return;
-        applied = maxLsn(applied, done.lsn);
-        undurable.push({ source: done.lsn, target: done.targetLsn });
-        if (durable) durableUpTo(done.targetLsn);
-        durableUpTo(done.flushedLsn);
-        this.status.appliedLsn = applied;
-        this.status.transactionsApplied += done.transactions;
-        for (const c of done.counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
-        this.metrics.transactionsApplied.inc(done.transactions);
-        this.metrics.applyBatchDuration.observe((performance.now() - groupStarted) / 1000);
-        for (const [table, c] of done.counts) {
-          for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
-        }
-        for (const t of grouped.splice(0)) this.transactionDone(t);
-        if (this.status.phase === 'failed') this.status.phase = 'streaming';
-        this.status.lastError = null;
-        confirm(queue.length === 0); // at once when caught up, at most every second under load
+        const entry = { source: done.lsn, target: UNANSWERED };
+        undurable.push(entry);
+        const started = groupStarted;
+        const ended = grouped.splice(0);
+        const current = done.committed.then(({ targetLsn, flushedLsn }) => {
+          entry.target = targetLsn;
+          applied = maxLsn(applied, done.lsn);
+          if (durable) durableUpTo(targetLsn);
+          durableUpTo(flushedLsn);
+          this.status.appliedLsn = applied;
+          this.status.transactionsApplied += done.transactions;
+          for (const c of done.counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
+          this.metrics.transactionsApplied.inc(done.transactions);
+          this.metrics.applyBatchDuration.observe((performance.now() - started) / 1000);
+          for (const [table, c] of done.counts) {
+            for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
+          }
+          for (const t of ended) this.transactionDone(t);
+          if (this.status.phase === 'failed') this.status.phase = 'streaming';
+          this.status.lastError = null;
+          confirm(queue.length === 0); // at once when caught up, at most every second under load
+        });
+        unanswered++;
+        current
+          .catch((err: unknown) => {
+            commitFailure ??= err;
+            this.wake?.();
+          })
+          .finally(() => unanswered--);
+        const previous = committing;
+        committing = current;
+        if (previous) await previous;
+        if (durable) await current;
       };
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
-      while (!ended && !this.fatal && !this.abandoned && (!this.stopping || inTransaction)) {
-        this.inFlight = inTransaction || applier.groupOpen;
+      while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
+        this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
         const event = queue.shift();
         if (!event) {
           if (applier.groupOpen && !inTransaction) {
@@ -530,8 +560,10 @@ export class Migration {
             break; // origin, type: nothing to apply
         }
       }
+      if (commitFailure !== null) throw commitFailure;
       if (this.stopping && !ended && !this.abandoned && !this.fatal) {
         await commitGroup(true); // a synchronous commit: every group before it is flushed too
+        await committing;
         for (const deadline = Date.now() + 2_000; undurable.length > 0 && Date.now() < deadline; await this.sleep(20)) durableUpTo((await applier.walPositions()).flushed);
         confirm(true); // everything committed so far, including the transaction that was in flight
         this.log.info({ appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) }, 'stopped between transactions; the last committed position is confirmed');

@@ -83,6 +83,8 @@ export class Applier {
   private inFlight: Promise<void> | null = null;
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** The first failure on the apply session: every command queued after it fails with it. */
+  private failure: unknown = null;
   /**
    * Send every change alone, in source order (no runs): set between source transactions, for a
    * replay of a group whose batched form hit a constraint.
@@ -367,21 +369,32 @@ export class Applier {
   /**
    * Commits the open group, with the end LSN of its last complete source transaction stored in the
    * same target transaction. Changes of an unfinished source transaction must not be in the group:
-   * call it only between transactions. The apply session commits asynchronously, as the native
-   * apply worker does: the group is durable only once the target's WAL is flushed to `targetLsn`
-   * (see {@link walPositions}); with `durable`, this commit waits for that flush, which makes every
+   * call it only between transactions. Returns once the commit is queued on the session (the next
+   * group can be built meanwhile); `committed` settles when the target has answered, and rejects
+   * when it failed, after which every later command fails too (see {@link serial}), so no group
+   * commits after a failed one. The apply session commits asynchronously, as the native apply
+   * worker does: the group is durable only once the target's WAL is flushed to `targetLsn` (see
+   * {@link walPositions}); with `durable`, the commit waits for that flush, which makes every
    * earlier group durable too. Returns null when there was nothing to commit.
    */
-  async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; targetLsn: Lsn; flushedLsn: Lsn; transactions: number; counts: ChangeCounts } | null> {
+  async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts; committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }> } | null> {
     if (!this.open || this.group.endLsn === null) return null;
-    await this.flush();
-    await this.serial(() => saveAppliedLsn(this.client, this.slot, this.group.endLsn!));
-    const results = (await this.serial(() => this.client.query(
-      `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
-    ))) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
+    for (const table of [...this.runs.keys()]) await this.closeRun(table);
+    await this.flushStatements();
+    this.inFlight = null; // the commit below is queued after it, and fails with it
+    const endLsn = this.group.endLsn;
+    // Queued, not awaited: the next group is built while the target commits this one.
+    const committed = this.serial(async () => {
+      await saveAppliedLsn(this.client, this.slot, endLsn);
+      const results = (await this.client.query(
+        `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
+      )) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
+      const wal = results[results.length - 1]!.rows[0]!;
+      return { targetLsn: parseLsn(wal.inserted), flushedLsn: parseLsn(wal.flushed) };
+    });
+    committed.catch(() => {}); // the caller awaits it
     this.open = false;
-    const wal = results[results.length - 1]!.rows[0]!;
-    return { lsn: this.group.endLsn, targetLsn: parseLsn(wal.inserted), flushedLsn: parseLsn(wal.flushed), transactions: this.group.transactions, counts: this.counts };
+    return { lsn: endLsn, transactions: this.group.transactions, counts: this.counts, committed };
   }
 
   /**
@@ -400,9 +413,14 @@ export class Applier {
     this.statements = [];
     this.statementBytes = 0;
     this.inFlight = null; // its failure (if any) is why we roll back; ROLLBACK queues behind it
-    if (!this.open) return;
+    const rollback = async (): Promise<void> => {
+      this.failure = null;
+      await this.client.query('ROLLBACK'); // outside a transaction only a warning
+    };
+    const done = this.tail.then(rollback, rollback);
+    this.tail = done.catch(() => {});
     this.open = false;
-    await this.serial(() => this.client.query('ROLLBACK'));
+    await done;
   }
 
   /** Adds one update or delete by key to its table's run, closing the run first when it cannot join. */
@@ -473,7 +491,8 @@ export class Applier {
     // before is still waiting), so the next batch is built while the target runs this one.
     const previous = this.inFlight;
     const sql = batch.map((s) => s.sql).join(';\n');
-    const current = this.serial(() => this.client.query(sql)).then((result: pg.QueryResult | pg.QueryResult[]) => this.check(batch, result));
+    const counts = this.counts; // this group's, even if the answer comes after the next group began
+    const current = this.serial(async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
     current.catch(() => {}); // surfaces at the next wait, see drain()
     this.inFlight = current;
     if (previous) await previous;
@@ -485,7 +504,17 @@ export class Applier {
    * caller goes on building the next batch.
    */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(work, work);
+    const guarded = async (): Promise<T> => {
+      // After a failure nothing more runs (a group must never commit after one that failed) until rollback().
+      if (this.failure !== null) throw this.failure;
+      try {
+        return await work();
+      } catch (err) {
+        this.failure ??= err;
+        throw err;
+      }
+    };
+    const next = this.tail.then(guarded, guarded);
     this.tail = next.catch(() => {});
     return next;
   }
@@ -498,7 +527,7 @@ export class Applier {
   }
 
   /** Each statement of a batch must have touched exactly its rows. */
-  private check(batch: { plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[], result: pg.QueryResult | pg.QueryResult[]): void {
+  private check(batch: { plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[], result: pg.QueryResult | pg.QueryResult[], counts: ChangeCounts): void {
     const results = Array.isArray(result) ? result : [result];
     batch.forEach((s, i) => {
       const rows = results[i]?.rowCount ?? 0;
@@ -509,7 +538,7 @@ export class Applier {
           `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of ${s.rows}${keys}; the target has diverged from the source`,
         );
       }
-      this.countsFor(s.plan)[s.op] += s.rows;
+      countsFor(counts, s.plan)[s.op] += s.rows;
     });
   }
 
@@ -547,11 +576,15 @@ export class Applier {
   }
 
   private countsFor(plan: RelationPlan): { insert: number; update: number; delete: number; truncate: number } {
-    const key = tableKey(plan.table);
-    let c = this.counts.get(key);
-    if (!c) this.counts.set(key, (c = { insert: 0, update: 0, delete: 0, truncate: 0 }));
-    return c;
+    return countsFor(this.counts, plan);
   }
+
+}
+
+function countsFor(counts: ChangeCounts, plan: RelationPlan): { insert: number; update: number; delete: number; truncate: number } {
+  let c = counts.get(plan.key);
+  if (!c) counts.set(plan.key, (c = { insert: 0, update: 0, delete: 0, truncate: 0 }));
+  return c;
 }
 
 function sameColumns(a: number[], b: number[]): boolean {
