@@ -315,7 +315,7 @@ export class Applier {
   private async differenceFromSource(payload: DdlPayload): Promise<string | null> {
     for (const t of payload.tables) {
       const { rows } = await this.client.query<{ name: string; type: string; typmod: number }>(
-        `SELECT a.attname AS name, format('%I.%I', n.nspname, ty.typname) AS type, a.atttypmod AS typmod
+        `SELECT a.attname AS name, n.nspname || '.' || ty.typname AS type, a.atttypmod AS typmod
            FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace n ON n.oid = ty.typnamespace
           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
         [t.identity],

@@ -79,7 +79,7 @@ BEGIN
       'commands', cmds, 'droppedTables', dropped,
       'tables', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'identity', format('%I.%I', n.nspname, cl.relname),
-                   'columns', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', a.attname, 'type', format('%I.%I', tn.nspname, t.typname), 'typmod', a.atttypmod) ORDER BY a.attnum), '[]')
+                   'columns', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', a.attname, 'type', tn.nspname || '.' || t.typname, 'typmod', a.atttypmod) ORDER BY a.attnum), '[]')
                                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
                                 WHERE a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')
                    FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid IN (SELECT DISTINCT unnest(rels))),

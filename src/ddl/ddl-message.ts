@@ -23,7 +23,7 @@ export interface DdlCommand {
   unsupported?: string | null;
 }
 
-/** A table's columns on the source right after the statement: name, type (`schema.name`), typmod. */
+/** A table's columns on the source right after the statement: name, type (`schema.name` unquoted: quoting rules differ between major versions, e.g. json is a keyword from 16), typmod. */
 export interface TableShape {
   identity: string;
   columns: { name: string; type: string; typmod: number }[];
