@@ -5,8 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // One PostgreSQL 14 source and one 18 target for the whole run; each test file makes its own databases.
     globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 180_000,
-    hookTimeout: 120_000,
+    testTimeout: 240_000,
+    hookTimeout: 180_000,
     pool: 'forks',
     maxWorkers: 2,
   },

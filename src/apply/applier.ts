@@ -413,6 +413,7 @@ export class Applier {
     this.statements = [];
     this.statementBytes = 0;
     this.inFlight = null; // its failure (if any) is why we roll back; ROLLBACK queues behind it
+    if (!this.open && this.failure === null) return; // nothing open, nothing failed: no ROLLBACK warning in the target's log
     const rollback = async (): Promise<void> => {
       this.failure = null;
       await this.client.query('ROLLBACK'); // outside a transaction only a warning

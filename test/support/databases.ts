@@ -59,7 +59,7 @@ export async function createTestDatabases(prefix: string): Promise<TestDatabases
 }
 
 /** Polls `check` until it returns true or the deadline passes (then throws, naming `what`). */
-export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 60_000): Promise<void> {
+export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown = null;
   for (;;) {
