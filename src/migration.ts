@@ -124,8 +124,9 @@ export class Migration {
         if (this.fatal) throw this.fatal;
         if (this.stopping) break;
         if (err instanceof PreflightError) throw err;
-        if (isConstraintViolation(err) && this.strictThrough === null && this.lastBegun !== null) {
-          // A batch may reorder rows of one table (one statement for many keys): replay those transactions change by change.
+        if (isConstraintViolation(err) && this.lastBegun !== null && (this.strictThrough === null || this.lastBegun > this.strictThrough)) {
+          // Batches reorder changes across tables: replay those transactions change by change (widening the
+          // strict range when a later, batched transaction trips too; a failure within it is a real divergence).
           this.strictThrough = this.lastBegun;
           this.log.warn({ err, through: formatLsn(this.lastBegun) }, 'a batched statement hit a constraint; applying those transactions again one change at a time');
           continue;
@@ -355,7 +356,8 @@ export class Migration {
     let durablePoll: NodeJS.Timeout | null = null;
     try {
       await applier.init();
-      const state = await readMigration(target, this.settings.slot);
+      // The previous session's last commit may still be running on the target: wait for it, or a group would apply twice.
+      const state = await readMigration(target, this.settings.slot, { waitForWriters: true });
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
       this.status.connected.target = true;
@@ -540,7 +542,7 @@ export class Migration {
             if (applier.endTransaction(m.endLsn)) {
               // Several source transactions share one target commit: fewer round trips and fsyncs.
               grouped.push(m.commitTime);
-              if (applier.groupDue() || this.stopping) await commitGroup();
+              if (applier.groupDue() || this.stopping) await commitGroup(this.stopping); // a stop commits synchronously
             } else {
               // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
               this.transactionDone(m.commitTime);

@@ -83,6 +83,8 @@ export class Applier {
   private inFlight: Promise<void> | null = null;
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
+  /** The target's WAL page and segment sizes, in bytes. */
+  private wal = { blockSize: 8192n, segmentSize: 16n * 1024n * 1024n };
   /** The first failure on the apply session: every command queued after it fails with it. */
   private failure: unknown = null;
   /**
@@ -112,6 +114,10 @@ export class Applier {
     // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
     // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
     // worker does), never scan the whole table per batch.
+    const { rows: [wal] } = await this.serial(() =>
+      this.client.query<{ block: string; segment: string }>(`SELECT current_setting('wal_block_size') AS block, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment`),
+    );
+    this.wal = { blockSize: BigInt(wal!.block), segmentSize: BigInt(wal!.segment) };
     await this.serial(() => this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off; SET synchronous_commit = off`));
   }
 
@@ -390,11 +396,24 @@ export class Applier {
         `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
       )) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
       const wal = results[results.length - 1]!.rows[0]!;
-      return { targetLsn: parseLsn(wal.inserted), flushedLsn: parseLsn(wal.flushed) };
+      return { targetLsn: this.recordEnd(parseLsn(wal.inserted)), flushedLsn: parseLsn(wal.flushed) };
     });
     committed.catch(() => {}); // the caller awaits it
     this.open = false;
     return { lsn: endLsn, transactions: this.group.transactions, counts: this.counts, committed };
+  }
+
+  /**
+   * The end of the last WAL record for an insert position: when the last record ended exactly at a
+   * page boundary, the insert position points just past the next page's header (24 bytes, 40 on a
+   * segment's first page), where the flush position does not go until the next record: comparing
+   * with it would hold confirmations back on an idle target. Only exactly the header's end is
+   * moved back (a record continued onto a page ends after its header, never at it).
+   */
+  private recordEnd(inserted: Lsn): Lsn {
+    const offset = inserted % this.wal.blockSize;
+    const header = inserted % this.wal.segmentSize < this.wal.blockSize ? 40n : 24n;
+    return offset === header ? inserted - offset : inserted;
   }
 
   /**
@@ -403,7 +422,7 @@ export class Applier {
    */
   async walPositions(): Promise<{ inserted: Lsn; flushed: Lsn }> {
     const { rows } = await this.serial(() => this.client.query<{ inserted: string; flushed: string }>('SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed'));
-    return { inserted: parseLsn(rows[0]!.inserted), flushed: parseLsn(rows[0]!.flushed) };
+    return { inserted: this.recordEnd(parseLsn(rows[0]!.inserted)), flushed: parseLsn(rows[0]!.flushed) };
   }
 
   /** Rolls back an open transaction (after a failure; safe to call at any time). */

@@ -51,9 +51,11 @@ export async function ensureStateSchema(client: pg.Client): Promise<void> {
   await client.query(STATE_DDL);
 }
 
-export async function readMigration(client: pg.Client, slot: string): Promise<MigrationState | null> {
+export async function readMigration(client: pg.Client, slot: string, opts: { waitForWriters?: boolean } = {}): Promise<MigrationState | null> {
+  // FOR UPDATE waits for a transaction still writing the row (a commit of a session being torn
+  // down), so the value read is the one that transaction leaves.
   const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null; consistent_point: string | null }>(
-    'SELECT phase, applied_lsn::text AS applied_lsn, consistent_point::text AS consistent_point FROM pgferry.migration WHERE slot = $1',
+    `SELECT phase, applied_lsn::text AS applied_lsn, consistent_point::text AS consistent_point FROM pgferry.migration WHERE slot = $1${opts.waitForWriters ? ' FOR UPDATE' : ''}`,
     [slot],
   );
   if (!r) return null;
