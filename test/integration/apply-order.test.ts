@@ -15,7 +15,7 @@ describe('apply order across tables', () => {
 
   beforeAll(async () => {
     db = await createTestDatabases('order');
-    const ddl = `CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL);`;
+    const ddl = `CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL); CREATE TABLE scratch (id int PRIMARY KEY);`;
     await db.source.query(ddl);
     await db.target.query(ddl);
     // A hand-made foreign key that also fires during apply (session_replication_role = replica).
@@ -48,5 +48,20 @@ describe('apply order across tables', () => {
     await waitForIdentical(db.source, db.target, ['customers', 'orders']);
     expect(lines.some((l) => l.includes('one change at a time'))).toBe(true);
     expect(app!.status.phase).toBe('streaming');
+  });
+
+  it('widens the replay when a later transaction of the same backlog trips too', async () => {
+    // A backlog of two tripping transactions. In the first, a TRUNCATE sends everything before it,
+    // so its failure surfaces before the second has begun; replayed strictly, the first then shares
+    // a group with the second, batched, which trips as well.
+    await app!.stop();
+    app = undefined;
+    await db.source.query(`BEGIN; INSERT INTO orders VALUES (10, 0); INSERT INTO customers VALUES (10); INSERT INTO orders VALUES (11, 10); TRUNCATE scratch; COMMIT`);
+    await db.source.query(`BEGIN; INSERT INTO orders VALUES (20, 0); INSERT INTO customers VALUES (20); INSERT INTO orders VALUES (21, 20); COMMIT`);
+    const before = lines.length;
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, schemaCopy: false }, { log: captureLogger(lines, 'warn') });
+    await waitForIdentical(db.source, db.target, ['customers', 'orders']);
+    expect(lines.slice(before).filter((l) => l.includes('one change at a time'))).toHaveLength(2);
+    expect(app.status.phase).toBe('streaming');
   });
 });
