@@ -426,7 +426,6 @@ export class Migration {
 
       let inTransaction = false;
       let skipping = false;
-      let commitLsn: Lsn = 0n;
       /** Commit times of source transactions ended in the open group: applied, not yet durable. */
       const grouped: bigint[] = [];
       let groupStarted = 0;
@@ -515,7 +514,6 @@ export class Migration {
             this.lastBegun = m.finalLsn;
             if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
             applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
-            commitLsn = m.finalLsn;
             if (!applier.groupOpen) groupStarted = performance.now();
             // The server may resend a transaction that ends at or before what the target holds.
             skipping = m.finalLsn < applied;
@@ -528,7 +526,7 @@ export class Migration {
           case 'delete':
           case 'truncate': {
             // A table copied by a resumed copy already holds the changes committed before its snapshot.
-            const change = skipping ? null : withoutCopied(m, commitLsn, this.snapshotLsns);
+            const change = skipping ? null : withoutCopied(m, this.lastBegun ?? 0n, this.snapshotLsns);
             if (change) await applier.change(change);
             break;
           }

@@ -111,13 +111,13 @@ export class Applier {
 
   /** Prepares the apply session; call once per connection. */
   async init(): Promise<void> {
-    // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
-    // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
-    // worker does), never scan the whole table per batch.
     const { rows: [wal] } = await this.serial(() =>
       this.client.query<{ block: string; segment: string }>(`SELECT current_setting('wal_block_size') AS block, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment`),
     );
     this.wal = { blockSize: BigInt(wal!.block), segmentSize: BigInt(wal!.segment) };
+    // standard_conforming_strings: inlined literals must not treat backslashes as escapes. No hash or
+    // merge joins: a batch of keyed rows must probe the key index row by row (as the native apply
+    // worker does), never scan the whole table per batch.
     await this.serial(() => this.client.query(`SET session_replication_role = replica; SET standard_conforming_strings = on; SET enable_hashjoin = off; SET enable_mergejoin = off; SET synchronous_commit = off`));
   }
 
@@ -260,9 +260,14 @@ export class Applier {
    * received so far. Call it before running anything else in the apply session.
    */
   async flush(): Promise<void> {
+    await this.send();
+    await this.drain();
+  }
+
+  /** Closes every run and sends the statement batch, without waiting for its answer. */
+  private async send(): Promise<void> {
     for (const table of [...this.runs.keys()]) await this.closeRun(table);
     await this.flushStatements();
-    await this.drain();
   }
 
   /**
@@ -385,8 +390,7 @@ export class Applier {
    */
   async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts; committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }> } | null> {
     if (!this.open || this.group.endLsn === null) return null;
-    for (const table of [...this.runs.keys()]) await this.closeRun(table);
-    await this.flushStatements();
+    await this.send();
     this.inFlight = null; // the commit below is queued after it, and fails with it
     const endLsn = this.group.endLsn;
     // Queued, not awaited: the next group is built while the target commits this one.
@@ -463,7 +467,7 @@ export class Applier {
     run.bytes += bytes;
     this.runBytes += bytes;
     if (full || run.bytes >= BATCH_BYTES) await this.closeRun(table);
-    if (this.runBytes >= RUN_BYTES) for (const t of [...this.runs.keys()]) await this.closeRun(t);
+    if (this.runBytes >= RUN_BYTES) await this.send();
   }
 
   /**
