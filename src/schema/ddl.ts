@@ -282,7 +282,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     add({ key, label: key, phase: 'pre-data', step: STEP.table, rank: depth(t), mode: 'create', statements: [createTable(t)], details, table: key, ...(t.partitionOf ? { partitionOf: tableKey(t.partitionOf.schema, t.partitionOf.name) } : {}) });
     if (t.replicaIdentity !== 'd') {
       const how = t.replicaIdentity === 'i' ? `USING INDEX ${ident(t.replicaIdentityIndex ?? '')}` : REPLICA_IDENTITY[t.replicaIdentity]!;
-      add({ key: `replica identity of ${key}`, label: `replica identity of ${key}`, phase: 'pre-data', step: STEP.replicaIdentity, mode: 'converge', statements: [`ALTER TABLE ONLY ${name} REPLICA IDENTITY ${how}`], details: { 'replica identity': how }, table: key });
+      add({ key: `replica identity of ${key}`, label: `replica identity of ${key}`, phase: t.replicaIdentity === 'i' ? 'post-data' : 'pre-data', step: STEP.replicaIdentity, mode: 'converge', statements: [`ALTER TABLE ONLY ${name} REPLICA IDENTITY ${how}`], details: { 'replica identity': how }, table: key });
     }
     comment(key, `TABLE ${name}`, t.comment, key);
     for (const c of t.columns) comment(`column ${ident(c.name)} of ${key}`, `COLUMN ${name}.${ident(c.name)}`, c.isLocal || !t.partitionOf ? c.comment : null, key);
@@ -293,8 +293,8 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     if (x.inherited || x.constraintBacked) continue;
     const key = `index ${qname(x.schema, x.name)}`;
     const table = tableKey(x.schema, x.table);
-    const pre = x.replicaIdentity || x.primary;
-    add({ key, label: `${key} on ${table}`, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.index, mode: 'create', statements: [indexStatement(x.def, x.onPartitioned)], details: { definition: x.def }, table, ...(pre ? {} : { lock: { family: family(table), shared: true } }) });
+    const early = x.replicaIdentity || x.primary;
+    add({ key, label: `${key} on ${table}`, phase: 'post-data', step: early ? STEP.primaryKey : STEP.index, mode: 'create', statements: [indexStatement(x.def, x.onPartitioned)], details: { definition: x.def }, table, lock: { family: family(table), shared: true } });
     comment(key, `INDEX ${qname(x.schema, x.name)}`, x.comment, table);
   }
   for (const c of catalog.constraints) {
@@ -304,7 +304,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     const key = `constraint ${ident(c.name)} on ${table}`;
     const kind = c.type === 'p' ? 'primary key' : c.type === 'f' ? 'foreign key' : c.type === 'u' ? 'unique constraint' : c.type === 'c' ? 'check constraint' : 'exclusion constraint';
     const label = `${kind} ${ident(c.name)} on ${table}`;
-    const pre = c.type === 'p' || (c.type === 'u' && c.replicaIdentity);
+    const early = c.type === 'p' || (c.type === 'u' && c.replicaIdentity);
     if (c.type === 'f') {
       // NOT VALID first (no full scan under a strong lock), then VALIDATE in its own transaction.
       // A partitioned table cannot take NOT VALID foreign keys before PostgreSQL 18.
@@ -316,7 +316,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       }
     } else {
       const statement = `ALTER TABLE ${c.type === 'c' ? qname(c.schema, c.table) : on} ADD CONSTRAINT ${ident(c.name)} ${c.def}${c.validated ? '' : ' NOT VALID'}`;
-      add({ key, label, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.primaryKey : STEP.constraint, mode: 'create', statements: [statement], details: { definition: c.def }, table, ...(pre ? {} : { lock: { family: family(table), shared: false } }) });
+      add({ key, label, phase: 'post-data', step: early ? STEP.primaryKey : STEP.constraint, mode: 'create', statements: [statement], details: { definition: c.def }, table, lock: { family: family(table), shared: false } });
     }
     comment(key, `CONSTRAINT ${ident(c.name)} ON ${qname(c.schema, c.table)}`, c.comment, table);
   }

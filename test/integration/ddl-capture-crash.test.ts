@@ -24,7 +24,8 @@ describe('--capture-ddl with kill -9 at any moment, then restart', () => {
     await db.source.query(`CREATE TABLE resend (id int PRIMARY KEY, v text); INSERT INTO resend VALUES (1, 'a')`);
     const first = startChild([...args, '--tables', 'resend']);
     try {
-      await waitFor(async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).rowCount === 1, 'streaming');
+      // Streaming: the copy's post-data DDL (the primary key) is done before the target logs DDL.
+      await waitFor(async () => (await db.target.query(`SELECT 1 FROM pgferry.migration WHERE phase = 'streaming'`).catch(() => ({ rowCount: 0 }))).rowCount === 1, 'streaming');
       await db.target.query(`CREATE TABLE public.resend_log (query text);
         CREATE FUNCTION public.log_resend() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.resend_log VALUES (current_query()); END $$;
         CREATE EVENT TRIGGER log_resend ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION public.log_resend();

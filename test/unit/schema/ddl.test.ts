@@ -56,8 +56,12 @@ describe('schema DDL (pure)', () => {
     const pre = plan.preData.flatMap((o) => o.statements);
     expect(pre[0]).toBe('CREATE SCHEMA "Sales"');
     expect(pre[1]).toBe('CREATE EXTENSION IF NOT EXISTS "citext" WITH SCHEMA "public"');
-    expect(pre).toContain('ALTER TABLE ONLY "Sales"."Orders" ADD CONSTRAINT "Orders_pkey" PRIMARY KEY (id)');
     const post = plan.postData;
+    // Keys are built after the data, like every other index, and before the foreign keys that need them.
+    expect(pre.some((s) => s.includes('PRIMARY KEY'))).toBe(false);
+    const pkey = post.findIndex((o) => o.statements[0] === 'ALTER TABLE ONLY "Sales"."Orders" ADD CONSTRAINT "Orders_pkey" PRIMARY KEY (id)');
+    expect(pkey).toBeGreaterThanOrEqual(0);
+    expect(post.findIndex((o) => o.statements[0]!.endsWith('NOT VALID'))).toBeGreaterThan(pkey);
     const fk = post.findIndex((o) => o.statements[0]!.endsWith('NOT VALID'));
     const validate = post.findIndex((o) => o.statements[0] === 'ALTER TABLE "Sales"."Orders" VALIDATE CONSTRAINT "fk"');
     expect(fk).toBeGreaterThanOrEqual(0);
@@ -67,6 +71,19 @@ describe('schema DDL (pure)', () => {
     expect(post.at(-1)!.statements).toEqual(['ANALYZE "Sales"."Orders"']);
     const script = renderPlan(plan, ['test']);
     expect(script.indexOf('pre-data')).toBeLessThan(script.indexOf('post-data'));
+  });
+
+  it('builds a replica identity index after the data, then points the replica identity at it', () => {
+    const built = buildSchema(catalog({
+      tables: [table('public', 'u', [col('k', 'integer', { notNull: true })], { replicaIdentity: 'i', replicaIdentityIndex: 'u_k' })],
+      indexes: [{ schema: 'public', table: 'u', name: 'u_k', def: 'CREATE UNIQUE INDEX u_k ON public.u USING btree (k)', primary: false, replicaIdentity: true, constraintBacked: false, inherited: false, onPartitioned: false, comment: null }],
+    }));
+    const { preData, postData } = planSchema(built, null, null);
+    expect(preData.flatMap((o) => o.statements).join('\n')).not.toMatch(/INDEX|REPLICA IDENTITY/);
+    const index = postData.findIndex((o) => o.key === 'index "public"."u_k"');
+    const identity = postData.findIndex((o) => o.statements[0] === 'ALTER TABLE ONLY "public"."u" REPLICA IDENTITY USING INDEX "u_k"');
+    expect(index).toBeGreaterThanOrEqual(0);
+    expect(identity).toBeGreaterThan(index);
   });
 
   it('leaves matching objects alone, names the first difference, and names a missing extension', () => {
@@ -128,7 +145,7 @@ describe('schema DDL (pure)', () => {
     expect(lockOf('index "public"."kid_i"')).toEqual({ family: a, shared: true });
     expect(lockOf(`constraint "a_u" on ${a}`)).toEqual({ family: a, shared: false });
     expect(lockOf(`constraint "a_c" on ${a}`)).toEqual({ family: a, shared: false });
-    expect(lockOf(`constraint "a_pkey" on ${a}`)).toBeUndefined();
+    expect(lockOf(`constraint "a_pkey" on ${a}`)).toEqual({ family: a, shared: false });
     expect(lockOf('constraint "kid_a" on table "public"."kid"')).toBeUndefined();
     expect(lockOf('validation of constraint "kid_a" on table "public"."kid"')).toBeUndefined();
     expect(lockOf(`analyze table "public"."kid"`)).toEqual({ family: 'table "public"."kid"', shared: false });
