@@ -19,10 +19,12 @@ import { fingerprint } from '../demo/sample.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const TABLES = ['accounts', 'history', 'items'];
+/** An OLTP shape: keys, a foreign key with its index, a unique business key. */
 const SCHEMA = `
 CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(14, 2) NOT NULL, name text NOT NULL, updated timestamptz NOT NULL);
-CREATE TABLE history (id bigserial PRIMARY KEY, account bigint NOT NULL, delta numeric(14, 2) NOT NULL, at timestamptz NOT NULL DEFAULT now(), note text);
-CREATE TABLE items (id bigint PRIMARY KEY, sku text NOT NULL, payload jsonb NOT NULL, qty int NOT NULL);
+CREATE TABLE history (id bigserial PRIMARY KEY, account bigint NOT NULL REFERENCES accounts, delta numeric(14, 2) NOT NULL, at timestamptz NOT NULL DEFAULT now(), note text);
+CREATE INDEX history_account ON history (account);
+CREATE TABLE items (id bigint PRIMARY KEY, sku text NOT NULL UNIQUE, payload jsonb NOT NULL, qty int NOT NULL);
 `;
 
 function flag(name: string, fallback: number): number {
@@ -104,7 +106,9 @@ async function main(): Promise<void> {
     const src = await client(source.url('bench'));
     const tp = await client(target.url('bench_pgferry'));
     const tn = await client(target.url('bench_native'));
-    for (const c of [src, tp, tn]) await c.query(SCHEMA);
+    // Native logical replication needs the schema on the target first (as `pg_dump --schema-only`
+    // would create it); pgferry's target is an empty database: it copies the schema itself.
+    for (const c of [src, tn]) await c.query(SCHEMA);
 
     const accounts = Math.round(500_000 * scale);
     say(`generating ${accounts * 3} rows...`);
@@ -168,7 +172,7 @@ async function main(): Promise<void> {
       return oltp * 3 + Math.ceil(oltp / 10);
     });
     const bulkResult = await drain('bulk backlog', async () => {
-      await src.query(`INSERT INTO history (account, delta, note) SELECT g, 0.5, 'bulk' FROM generate_series(1, $1::int) g`, [bulkRows]);
+      await src.query(`INSERT INTO history (account, delta, note) SELECT g % $2::int + 1, 0.5, 'bulk' FROM generate_series(1, $1::int) g`, [bulkRows, accounts]);
       await src.query(`UPDATE items SET qty = qty + 1 WHERE id <= $1`, [bulkRows]);
       await src.query(`DELETE FROM history WHERE note = 'bulk' AND id % 2 = 0`);
       return bulkRows * 2 + Math.floor(bulkRows / 2);
