@@ -155,26 +155,46 @@ export function inlineParams(sql: string, values: (string | null)[]): string {
 }
 
 /**
- * One `UPDATE ... FROM (VALUES ...)` for many rows of one table matched by key, each row setting
- * the same columns: one statement to plan instead of one per row. Keys must be distinct within a
- * batch (the caller splits), so the row count proves that every row matched exactly once.
- * `rows` holds, per row, the key values then the set values, as text (or null).
+ * One `UPDATE` of many rows of one table matched by key, each row setting the same columns: one
+ * statement to parse and plan instead of one per row. Keys must be distinct within a batch (the
+ * caller splits), so the row count proves that every row matched exactly once. `rows` holds, per
+ * row, the key values then the set values, as text (or null). See {@link keyedRows}.
  */
 export function updateByKeysStatement(plan: RelationPlan, set: number[], rows: (string | null)[][]): string {
   const cols = [...plan.keyIndexes, ...set];
-  const names = cols.map((i) => ident(plan.columns[i]!));
   const assignments = set.map((i) => `${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(', ');
-  const match = plan.keyIndexes.map((i) => `t.${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(' AND ');
-  return `UPDATE ${target(plan)} AS t SET ${assignments} FROM (VALUES ${valuesList(plan, cols, rows)}) AS v (${names.join(', ')}) WHERE ${match}`;
+  return `UPDATE ${target(plan)} AS t SET ${assignments} FROM ${keyedRows(plan, cols, rows)} WHERE ${keyMatch(plan)}`;
 }
 
-/** One `DELETE ... USING (VALUES ...)` for many rows matched by distinct keys. */
+/** One `DELETE` of many rows matched by distinct keys. */
 export function deleteByKeysStatement(plan: RelationPlan, rows: (string | null)[][]): string {
-  const names = plan.keyIndexes.map((i) => ident(plan.columns[i]!));
-  const match = plan.keyIndexes.map((i) => `t.${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(' AND ');
-  return `DELETE FROM ${target(plan)} AS t USING (VALUES ${valuesList(plan, plan.keyIndexes, rows)}) AS v (${names.join(', ')}) WHERE ${match}`;
+  return `DELETE FROM ${target(plan)} AS t USING ${keyedRows(plan, plan.keyIndexes, rows)} WHERE ${keyMatch(plan)}`;
 }
 
-function valuesList(plan: RelationPlan, cols: number[], rows: (string | null)[][]): string {
-  return rows.map((r) => `(${r.map((v, n) => `${literal(v)}::${plan.baseTypes[cols[n]!]}`).join(', ')})`).join(', ');
+function keyMatch(plan: RelationPlan): string {
+  return plan.keyIndexes.map((i) => `t.${ident(plan.columns[i]!)} = v.${ident(plan.columns[i]!)}`).join(' AND ');
+}
+
+/**
+ * The rows as a relation `v` with the columns' names: one text array literal per column, zipped by
+ * `unnest`, each element cast to its column's base type (no modifier: the column's own applies on
+ * assignment). The server parses one long literal per column, far cheaper than a VALUES list of
+ * as many typed literals as values. Every element is quoted and a cast from text runs the type's
+ * input function, so it receives exactly the source's characters, for every type (arrays too).
+ */
+function keyedRows(plan: RelationPlan, cols: number[], rows: (string | null)[][]): string {
+  const casts = cols.map((i, n) => `u.c${n}::${plan.baseTypes[i]} AS ${ident(plan.columns[i]!)}`).join(', ');
+  const arrays = cols.map((_, n) => `${literal(arrayLiteral(rows, n))}::text[]`).join(', ');
+  return `(SELECT ${casts} FROM unnest(${arrays}) AS u (${cols.map((_, n) => `c${n}`).join(', ')})) AS v`;
+}
+
+/** Column `n` of `rows` as an array's text form: elements quoted, `"` and `\` escaped, NULL bare. */
+function arrayLiteral(rows: (string | null)[][], n: number): string {
+  let out = '{';
+  for (let r = 0; r < rows.length; r++) {
+    const v = rows[r]![n] ?? null;
+    if (r > 0) out += ',';
+    out += v === null ? 'NULL' : `"${v.replace(/["\\]/g, '\\$&')}"`;
+  }
+  return `${out}}`;
 }

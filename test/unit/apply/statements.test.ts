@@ -177,21 +177,22 @@ describe('copyTextLine', () => {
 });
 
 describe('set-based statements for runs of changes by key', () => {
-  it('update many rows in one statement, casting to the unmodified base type', () => {
+  it('update many rows in one statement: one text array literal per column, each element cast to the unmodified base type', () => {
     const sql = updateByKeysStatement({ ...plan, only: true }, [1, 2], [
       ['1', "O'Brien", null],
-      ['2', 'x', '{"a": 1}'],
+      ['2', 'x', String.raw`{"a": "b\c"}`],
+      ['3', 'NULL', ''],
     ]);
     expect(sql).toBe(
-      `UPDATE ONLY ${TABLE} AS t SET "first name" = v."first name", "x""y" = v."x""y" FROM (VALUES ` +
-        `('1'::"pg_catalog"."int4", 'O''Brien'::"pg_catalog"."text", NULL::"pg_catalog"."jsonb"), ` +
-        `('2'::"pg_catalog"."int4", 'x'::"pg_catalog"."text", '{"a": 1}'::"pg_catalog"."jsonb")) AS v ("Id", "first name", "x""y") WHERE t."Id" = v."Id"`,
+      `UPDATE ONLY ${TABLE} AS t SET "first name" = v."first name", "x""y" = v."x""y" FROM (SELECT u.c0::"pg_catalog"."int4" AS "Id", u.c1::"pg_catalog"."text" AS "first name", u.c2::"pg_catalog"."jsonb" AS "x""y" ` +
+        `FROM unnest('{"1","2","3"}'::text[], '{"O''Brien","x","NULL"}'::text[], ` + String.raw`'{NULL,"{\"a\": \"b\\c\"}",""}'::text[]) AS u (c0, c1, c2)) AS v ` +
+        `WHERE t."Id" = v."Id"`,
     );
   });
 
   it('delete many rows by key in one statement', () => {
     expect(deleteByKeysStatement(plan, [['1'], ['2']])).toBe(
-      `DELETE FROM ${TABLE} AS t USING (VALUES ('1'::"pg_catalog"."int4"), ('2'::"pg_catalog"."int4")) AS v ("Id") WHERE t."Id" = v."Id"`,
+      `DELETE FROM ${TABLE} AS t USING (SELECT u.c0::"pg_catalog"."int4" AS "Id" FROM unnest('{"1","2"}'::text[]) AS u (c0)) AS v WHERE t."Id" = v."Id"`,
     );
   });
 });
