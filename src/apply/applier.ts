@@ -79,7 +79,7 @@ export class Applier {
   /** Statements not yet sent, in order; they go in one simple-query round trip. */
   private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
   private statementBytes = 0;
-  /** The statement batch sent but not yet answered (at most one: the next waits for it). */
+  /** The statement batch or COPY sent but not yet answered (at most one: the next waits for it). */
   private inFlight: Promise<void> | null = null;
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -491,17 +491,16 @@ export class Applier {
       return undefined;
     }
     await this.flushStatements();
-    await this.drain();
     const body = values.map(copyTextLine).join('');
-    const stream = await this.serial(async () => {
+    const counts = this.counts;
+    await this.pipelined(async () => {
       const copy = this.client.query(copyStreams.from(copyInStatement(run.plan, run.present)));
       await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
-      return copy;
+      if (copy.rowCount !== values.length) {
+        throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${copy.rowCount} of ${values.length} rows`);
+      }
+      countsFor(counts, run.plan).insert += values.length;
     });
-    if (stream.rowCount !== values.length) {
-      throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${stream.rowCount} of ${values.length} rows`);
-    }
-    this.countsFor(run.plan).insert += values.length;
     return undefined;
   }
 
@@ -511,12 +510,19 @@ export class Applier {
     if (batch.length === 0) return;
     this.statements = [];
     this.statementBytes = 0;
-    // Pipelined: the batch is queued on the connection and this returns at once (unless the one
-    // before is still waiting), so the next batch is built while the target runs this one.
-    const previous = this.inFlight;
     const sql = batch.map((s) => s.sql).join(';\n');
     const counts = this.counts; // this group's, even if the answer comes after the next group began
-    const current = this.serial(async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
+    await this.pipelined(async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
+  }
+
+  /**
+   * Queues `work` (a statement batch or a COPY) on the apply session and returns at once unless
+   * the one queued before it is still running: the next batch is decoded and built while the
+   * target runs this one, and at most two are held in memory.
+   */
+  private async pipelined(work: () => Promise<void>): Promise<void> {
+    const previous = this.inFlight;
+    const current = this.serial(work);
     current.catch(() => {}); // surfaces at the next wait, see drain()
     this.inFlight = current;
     if (previous) await previous;
