@@ -32,23 +32,33 @@ const FIRST_NORMAL_OID = 16384;
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
-/** Consecutive inserts into one table with the same columns, not yet sent. */
+/** Inserts into one table with the same columns, not yet sent. */
 interface InsertRun {
-  kind: 'insert';
-  plan: RelationPlan;
   present: number[];
   presentKey: string;
   tuples: TupleValue[][];
-  bytes: number;
 }
 
 /** Updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
 interface KeyedRun {
-  kind: 'update' | 'delete';
-  plan: RelationPlan;
   set: number[];
   rows: (string | null)[][];
+}
+
+/**
+ * A table's changes not yet sent: at most one run of each kind, holding distinct keys (a key is in
+ * at most one run). Runs with disjoint keys commute, and they are sent deletes first, then
+ * updates, then inserts: deletes only free unique values and inserts only claim them, so that
+ * order never trips a unique constraint that source order did not.
+ */
+interface TableRuns {
+  plan: RelationPlan;
+  insert: InsertRun | null;
+  update: KeyedRun | null;
+  delete: KeyedRun | null;
+  /** The key of every row in the runs (empty for a table without a key: it has inserts only). */
   keys: Set<string>;
+  rows: number;
   bytes: number;
 }
 
@@ -73,8 +83,8 @@ export class Applier {
   private readonly relations = new Map<number, RelationMessage>();
   private readonly plans = new Map<number, RelationPlan>();
   private open = false;
-  /** The open run of each target table (`schema.name`), in the order they were opened. */
-  private runs = new Map<string, InsertRun | KeyedRun>();
+  /** The open runs of each target table (`schema.name`). */
+  private runs = new Map<string, TableRuns>();
   private runBytes = 0;
   /** Statements not yet sent, in order; they go in one simple-query round trip. */
   private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
@@ -177,9 +187,13 @@ export class Applier {
     };
   }
 
-  /** Opens the target transaction (a group of one or more source transactions). */
-  async begin(): Promise<void> {
-    await this.serial(() => this.client.query('BEGIN'));
+  /**
+   * Opens the target transaction (a group of one or more source transactions). Queued, not
+   * awaited: the group is built while the target still runs the one before (a failure of BEGIN
+   * fails every command queued after it, see {@link serial}).
+   */
+  begin(): void {
+    this.serial(() => this.client.query('BEGIN')).catch(() => {});
     this.open = true;
     this.counts = new Map();
     this.group = { endLsn: null, transactions: 0, openedAt: performance.now() };
@@ -187,7 +201,7 @@ export class Applier {
 
   /** Applies one row change or truncate inside the open transaction. */
   async change(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
-    if (!this.open) await this.begin();
+    if (!this.open) this.begin();
     if (this.strict && this.runs.size > 0) await this.flush();
     switch (msg.tag) {
       case 'insert': {
@@ -197,14 +211,12 @@ export class Applier {
           await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
           return;
         }
-        const table = plan.key;
         const presentKey = present === plan.all ? '' : present.join(',');
-        let run = this.runs.get(table);
-        if (run && (run.kind !== 'insert' || run.plan !== plan || run.presentKey !== presentKey)) run = await this.closeRun(table);
-        if (!run) this.runs.set(table, (run = { kind: 'insert', plan, present, presentKey, tuples: [], bytes: 0 }));
-        const bytes = tupleBytes(msg.newTuple);
-        (run as InsertRun).tuples.push(msg.newTuple);
-        await this.grow(table, run, bytes, (run as InsertRun).tuples.length >= INSERT_BATCH_ROWS);
+        const key = plan.keyIndexes.length > 0 ? keyOf(plan, msg.newTuple) : null;
+        const runs = await this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
+        runs.insert ??= { present, presentKey, tuples: [] };
+        runs.insert.tuples.push(msg.newTuple);
+        await this.grow(runs, key, tupleBytes(msg.newTuple));
         return;
       }
       case 'update': {
@@ -280,7 +292,7 @@ export class Applier {
    * The relation cache is dropped: the next change of each table resolves the new shape.
    */
   async ddl(payload: DdlPayload): Promise<void> {
-    if (!this.open) await this.begin();
+    if (!this.open) this.begin();
     await this.flush();
     // One command sequence on the session: nothing else (a durability poll) runs in between.
     await this.serial(() => this.applyDdl(payload));
@@ -447,59 +459,80 @@ export class Applier {
     await done;
   }
 
-  /** Adds one update or delete by key to its table's run, closing the run first when it cannot join. */
+  /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. */
   private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
-    const table = plan.key;
-    const key = plan.keyIndexes.map((i) => text(tuple[i]));
-    const keyText = key.length === 1 && key[0] !== null ? key[0]! : JSON.stringify(key);
-    let run = this.runs.get(table);
-    if (run && (run.kind !== op || run.plan !== plan || !sameColumns((run as KeyedRun).set, set) || (run as KeyedRun).keys.has(keyText))) run = await this.closeRun(table);
-    if (!run) this.runs.set(table, (run = { kind: op, plan, set, rows: [], keys: new Set(), bytes: 0 }));
-    const keyed = run as KeyedRun;
-    const row = [...key, ...set.map((i) => text(tuple[i]))];
-    keyed.rows.push(row);
-    keyed.keys.add(keyText);
-    await this.grow(table, run, tupleBytes(row), keyed.rows.length >= KEYED_BATCH_ROWS);
+    const key = keyOf(plan, tuple);
+    const runs = await this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
+    const run = (runs[op] ??= { set, rows: [] });
+    const row: (string | null)[] = [];
+    for (const i of plan.keyIndexes) row.push(text(tuple[i]));
+    for (const i of set) row.push(text(tuple[i]));
+    run.rows.push(row);
+    await this.grow(runs, key, tupleBytes(row));
   }
 
-  /** Accounts for a row added to `run`; closes it when full, and every run when they hold too much together. */
-  private async grow(table: string, run: InsertRun | KeyedRun, bytes: number, full: boolean): Promise<void> {
-    run.bytes += bytes;
+  /**
+   * The open runs of `plan`'s table that a change with `key` may join: when the key is already in
+   * them (a second change to the same row), the table's relation changed, or `fits` says the
+   * change cannot join its kind's run, the runs are closed first and fresh ones returned.
+   */
+  private async runsFor(plan: RelationPlan, key: string | null, fits: (runs: TableRuns) => boolean): Promise<TableRuns> {
+    let runs = this.runs.get(plan.key);
+    if (runs && (runs.plan !== plan || (key !== null && runs.keys.has(key)) || !fits(runs))) {
+      await this.closeRun(plan.key);
+      runs = undefined;
+    }
+    if (!runs) this.runs.set(plan.key, (runs = { plan, insert: null, update: null, delete: null, keys: new Set(), rows: 0, bytes: 0 }));
+    return runs;
+  }
+
+  /** Accounts for a row added to `runs`; closes them when full, and every run when they hold too much together. */
+  private async grow(runs: TableRuns, key: string | null, bytes: number): Promise<void> {
+    if (key !== null) runs.keys.add(key);
+    runs.rows++;
+    runs.bytes += bytes;
     this.runBytes += bytes;
-    if (full || run.bytes >= BATCH_BYTES) await this.closeRun(table);
+    const full = (runs.insert?.tuples.length ?? 0) >= INSERT_BATCH_ROWS || (runs.update?.rows.length ?? 0) >= KEYED_BATCH_ROWS || (runs.delete?.rows.length ?? 0) >= KEYED_BATCH_ROWS;
+    if (full || runs.bytes >= BATCH_BYTES) await this.closeRun(runs.plan.key);
     if (this.runBytes >= RUN_BYTES) await this.send();
   }
 
   /**
-   * Ends `table`'s run: updates and deletes, and short insert runs, become one statement in the
-   * batch; a long insert run goes as one COPY in text format (after the batch, which may hold this
-   * table's earlier changes). Either way every row must land, or apply stops. Returns undefined.
+   * Ends `table`'s runs, deletes, updates, inserts (see {@link TableRuns}): updates and deletes, and
+   * short insert runs, become one statement each in the batch; a long insert run goes as one COPY
+   * in text format (after the batch, which may hold this table's earlier changes). Either way every
+   * row must land, or apply stops. Returns undefined.
    */
   private async closeRun(table: string): Promise<undefined> {
-    const run = this.runs.get(table);
-    if (!run) return undefined;
+    const runs = this.runs.get(table);
+    if (!runs) return undefined;
     this.runs.delete(table);
-    this.runBytes -= run.bytes;
-    if (run.kind !== 'insert') {
-      const sql = run.kind === 'update' ? updateByKeysStatement(run.plan, run.set, run.rows) : deleteByKeysStatement(run.plan, run.rows);
-      await this.queue({ sql, plan: run.plan, op: run.kind, rows: run.rows.length, keys: [...run.keys] });
-      return undefined;
+    this.runBytes -= runs.bytes;
+    const { plan } = runs;
+    for (const op of ['delete', 'update'] as const) {
+      const run = runs[op];
+      if (!run) continue;
+      const sql = op === 'update' ? updateByKeysStatement(plan, run.set, run.rows) : deleteByKeysStatement(plan, run.rows);
+      const keys = run.rows.map((r) => (plan.keyIndexes.length === 1 && r[0] !== null ? r[0]! : JSON.stringify(r.slice(0, plan.keyIndexes.length))));
+      await this.queue({ sql, plan, op, rows: run.rows.length, keys });
     }
+    const run = runs.insert;
+    if (!run) return undefined;
     const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
     if (values.length < COPY_MIN_ROWS) {
-      await this.queue({ sql: insertRowsStatement(run.plan, run.present, values), plan: run.plan, op: 'insert', rows: values.length, keys: [] });
+      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows: values.length, keys: [] });
       return undefined;
     }
     await this.flushStatements();
     const body = values.map(copyTextLine).join('');
     const counts = this.counts;
     await this.pipelined(async () => {
-      const copy = this.client.query(copyStreams.from(copyInStatement(run.plan, run.present)));
+      const copy = this.client.query(copyStreams.from(copyInStatement(plan, run.present)));
       await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
       if (copy.rowCount !== values.length) {
         throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${copy.rowCount} of ${values.length} rows`);
       }
-      countsFor(counts, run.plan).insert += values.length;
+      countsFor(counts, plan).insert += values.length;
     });
     return undefined;
   }
@@ -615,6 +648,15 @@ function countsFor(counts: ChangeCounts, plan: RelationPlan): { insert: number; 
   let c = counts.get(plan.key);
   if (!c) counts.set(plan.key, (c = { insert: 0, update: 0, delete: 0, truncate: 0 }));
   return c;
+}
+
+/** A row's replica identity key as one string, for telling rows apart within a group. */
+function keyOf(plan: RelationPlan, tuple: TupleValue[]): string {
+  if (plan.keyIndexes.length === 1) {
+    const v = text(tuple[plan.keyIndexes[0]!]);
+    if (v !== null) return v;
+  }
+  return JSON.stringify(plan.keyIndexes.map((i) => text(tuple[i])));
 }
 
 function sameColumns(a: number[], b: number[]): boolean {
