@@ -23,6 +23,8 @@ const RUN_BYTES = 8 * 1024 * 1024;
 const GROUP_TRANSACTIONS = 1_000;
 const GROUP_MS = 200;
 const BATCH_BYTES = 2 * 1024 * 1024;
+/** Statement batches and COPYs queued on the target before the applier waits for the oldest. */
+const IN_FLIGHT = 3;
 /** A run of fewer inserts than this goes as one multi-row INSERT in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 100;
 
@@ -89,8 +91,8 @@ export class Applier {
   /** Statements not yet sent, in order; they go in one simple-query round trip. */
   private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
   private statementBytes = 0;
-  /** The statement batch or COPY sent but not yet answered (at most one: the next waits for it). */
-  private inFlight: Promise<void> | null = null;
+  /** Statement batches and COPYs sent but not yet answered, oldest first (at most {@link IN_FLIGHT}). */
+  private inFlight: Promise<void>[] = [];
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
   /** The target's WAL page and segment sizes, in bytes. */
@@ -205,7 +207,7 @@ export class Applier {
     if (this.strict && this.runs.size > 0) await this.flush();
     switch (msg.tag) {
       case 'insert': {
-        const plan = await this.plan(msg.relationOid);
+        const plan = this.plans.get(msg.relationOid) ?? (await this.plan(msg.relationOid));
         const present = msg.newTuple.includes(UNCHANGED_TOAST) ? msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])) : plan.all;
         if (this.strict) {
           await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
@@ -213,14 +215,16 @@ export class Applier {
         }
         const presentKey = present === plan.all ? '' : present.join(',');
         const key = plan.keyIndexes.length > 0 ? keyOf(plan, msg.newTuple) : null;
-        const runs = await this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
+        const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
+        const runs = found instanceof Promise ? await found : found;
         runs.insert ??= { present, presentKey, tuples: [] };
         runs.insert.tuples.push(msg.newTuple);
-        await this.grow(runs, key, tupleBytes(msg.newTuple));
+        const sending = this.grow(runs, key, tupleBytes(msg.newTuple));
+        if (sending) await sending;
         return;
       }
       case 'update': {
-        const plan = await this.plan(msg.relationOid);
+        const plan = this.plans.get(msg.relationOid) ?? (await this.plan(msg.relationOid));
         const old = msg.oldTuple ?? msg.newTuple;
         const [match, full] = this.match(plan, old, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
         for (const i of plan.alwaysIdentity) {
@@ -244,7 +248,7 @@ export class Applier {
         return;
       }
       case 'delete': {
-        const plan = await this.plan(msg.relationOid);
+        const plan = this.plans.get(msg.relationOid) ?? (await this.plan(msg.relationOid));
         const [match, full] = this.match(plan, msg.oldTuple, msg.oldKind === 'full' || plan.keyIndexes.length === 0);
         if (!this.strict && !full) {
           await this.keyedChange('delete', plan, [], msg.oldTuple);
@@ -403,7 +407,7 @@ export class Applier {
   async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts; committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }> } | null> {
     if (!this.open || this.group.endLsn === null) return null;
     await this.send();
-    this.inFlight = null; // the commit below is queued after it, and fails with it
+    this.inFlight = []; // the commit below is queued after them, and fails with them
     const endLsn = this.group.endLsn;
     // Queued, not awaited: the next group is built while the target commits this one.
     const committed = this.serial(async () => {
@@ -447,7 +451,7 @@ export class Applier {
     this.runBytes = 0;
     this.statements = [];
     this.statementBytes = 0;
-    this.inFlight = null; // its failure (if any) is why we roll back; ROLLBACK queues behind it
+    this.inFlight = []; // their failure (if any) is why we roll back; ROLLBACK queues behind them
     if (!this.open && this.failure === null) return; // nothing open, nothing failed: no ROLLBACK warning in the target's log
     const rollback = async (): Promise<void> => {
       this.failure = null;
@@ -462,39 +466,47 @@ export class Applier {
   /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. */
   private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
     const key = keyOf(plan, tuple);
-    const runs = await this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
+    const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
+    const runs = found instanceof Promise ? await found : found;
     const run = (runs[op] ??= { set, rows: [] });
     const row: (string | null)[] = [];
     for (const i of plan.keyIndexes) row.push(text(tuple[i]));
     for (const i of set) row.push(text(tuple[i]));
     run.rows.push(row);
-    await this.grow(runs, key, tupleBytes(row));
+    const sending = this.grow(runs, key, tupleBytes(row));
+    if (sending) await sending;
   }
 
   /**
    * The open runs of `plan`'s table that a change with `key` may join: when the key is already in
    * them (a second change to the same row), the table's relation changed, or `fits` says the
-   * change cannot join its kind's run, the runs are closed first and fresh ones returned.
+   * change cannot join its kind's run, the runs are closed first and fresh ones returned. A
+   * promise only when something had to be sent (the common case costs no microtask).
    */
-  private async runsFor(plan: RelationPlan, key: string | null, fits: (runs: TableRuns) => boolean): Promise<TableRuns> {
-    let runs = this.runs.get(plan.key);
-    if (runs && (runs.plan !== plan || (key !== null && runs.keys.has(key)) || !fits(runs))) {
-      await this.closeRun(plan.key);
-      runs = undefined;
-    }
-    if (!runs) this.runs.set(plan.key, (runs = { plan, insert: null, update: null, delete: null, keys: new Set(), rows: 0, bytes: 0 }));
+  private runsFor(plan: RelationPlan, key: string | null, fits: (runs: TableRuns) => boolean): TableRuns | Promise<TableRuns> {
+    const runs = this.runs.get(plan.key);
+    if (runs && (runs.plan !== plan || (key !== null && runs.keys.has(key)) || !fits(runs))) return this.closeRun(plan.key).then(() => this.newRuns(plan));
+    return runs ?? this.newRuns(plan);
+  }
+
+  private newRuns(plan: RelationPlan): TableRuns {
+    const runs: TableRuns = { plan, insert: null, update: null, delete: null, keys: new Set(), rows: 0, bytes: 0 };
+    this.runs.set(plan.key, runs);
     return runs;
   }
 
-  /** Accounts for a row added to `runs`; closes them when full, and every run when they hold too much together. */
-  private async grow(runs: TableRuns, key: string | null, bytes: number): Promise<void> {
+  /**
+   * Accounts for a row added to `runs`; closes them when full, and every run when they hold too
+   * much together. A promise only when something is sent.
+   */
+  private grow(runs: TableRuns, key: string | null, bytes: number): Promise<void> | undefined {
     if (key !== null) runs.keys.add(key);
     runs.rows++;
     runs.bytes += bytes;
     this.runBytes += bytes;
     const full = (runs.insert?.tuples.length ?? 0) >= INSERT_BATCH_ROWS || (runs.update?.rows.length ?? 0) >= KEYED_BATCH_ROWS || (runs.delete?.rows.length ?? 0) >= KEYED_BATCH_ROWS;
-    if (full || runs.bytes >= BATCH_BYTES) await this.closeRun(runs.plan.key);
-    if (this.runBytes >= RUN_BYTES) await this.send();
+    if (full || runs.bytes >= BATCH_BYTES) return this.closeRun(runs.plan.key).then(() => (this.runBytes >= RUN_BYTES ? this.send() : undefined));
+    return this.runBytes >= RUN_BYTES ? this.send() : undefined;
   }
 
   /**
@@ -518,21 +530,28 @@ export class Applier {
     }
     const run = runs.insert;
     if (!run) return undefined;
-    const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
-    if (values.length < COPY_MIN_ROWS) {
-      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows: values.length, keys: [] });
+    const rows = run.tuples.length;
+    if (rows < COPY_MIN_ROWS) {
+      const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
+      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows, keys: [] });
       return undefined;
     }
     await this.flushStatements();
-    const body = values.map(copyTextLine).join('');
+    let body = '';
+    const line: (string | null)[] = new Array<string | null>(run.present.length);
+    for (const t of run.tuples) {
+      for (let n = 0; n < line.length; n++) line[n] = text(t[run.present[n]!]);
+      body += copyTextLine(line);
+    }
+    run.tuples = []; // the rows live on only as the COPY body
     const counts = this.counts;
     await this.pipelined(async () => {
       const copy = this.client.query(copyStreams.from(copyInStatement(plan, run.present)));
       await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
-      if (copy.rowCount !== values.length) {
-        throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${copy.rowCount} of ${values.length} rows`);
+      if (copy.rowCount !== rows) {
+        throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${copy.rowCount} of ${rows} rows`);
       }
-      countsFor(counts, plan).insert += values.length;
+      countsFor(counts, plan).insert += rows;
     });
     return undefined;
   }
@@ -550,15 +569,14 @@ export class Applier {
 
   /**
    * Queues `work` (a statement batch or a COPY) on the apply session and returns at once unless
-   * the one queued before it is still running: the next batch is decoded and built while the
-   * target runs this one, and at most two are held in memory.
+   * {@link IN_FLIGHT} are already unanswered (then it waits for the oldest): the next batches are
+   * decoded and built while the target runs these, and memory stays bounded.
    */
   private async pipelined(work: () => Promise<void>): Promise<void> {
-    const previous = this.inFlight;
     const current = this.serial(work);
     current.catch(() => {}); // surfaces at the next wait, see drain()
-    this.inFlight = current;
-    if (previous) await previous;
+    this.inFlight.push(current);
+    while (this.inFlight.length > IN_FLIGHT) await this.inFlight.shift();
   }
 
   /**
@@ -582,11 +600,11 @@ export class Applier {
     return next;
   }
 
-  /** Waits for the batch in flight and surfaces its failure. */
+  /** Waits for the batches in flight and surfaces the first failure. */
   private async drain(): Promise<void> {
-    const current = this.inFlight;
-    this.inFlight = null;
-    if (current) await current;
+    const pending = this.inFlight;
+    this.inFlight = [];
+    for (const p of pending) await p;
   }
 
   /** Each statement of a batch must have touched exactly its rows. */

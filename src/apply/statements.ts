@@ -116,14 +116,23 @@ export function copyInStatement(plan: RelationPlan, present: number[]): string {
 }
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+const COPY_SPECIAL = /[\\\n\r\t]/;
+const COPY_SPECIALS = /[\\\n\r\t]/g;
 
 /**
  * One row in COPY's text format. Values are the source's own text form; escaping only protects the
  * delimiters, so the target's input functions receive exactly the same characters.
  */
 export function copyTextLine(values: (string | null)[]): string {
-  return values.map((v) => (v === null ? '\\N' : v.replace(/[\\\n\r\t]/g, (c) => COPY_ESCAPES[c]!))).join('\t') + '\n';
+  let line = '';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] ?? null;
+    if (i > 0) line += '\t';
+    line += v === null ? '\\N' : COPY_SPECIAL.test(v) ? v.replace(COPY_SPECIALS, (c) => COPY_ESCAPES[c]!) : v;
+  }
+  return `${line}\n`;
 }
+
 
 /**
  * Replaces each `$n` of a built statement with its value as a string literal (`NULL` for null),
