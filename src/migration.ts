@@ -28,6 +28,8 @@ const QUEUE_HIGH = 10_000;
 const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
 /** With a group open and nothing queued, how long to wait for more transactions before committing it. */
 const GROUP_LINGER_MS = 5;
+/** The apply loop lets other I/O (the target's answers) run at least this often. */
+const YIELD_MS = 2;
 /** How often a status update goes to the source even when nothing moved (well under wal_sender_timeout). */
 const STATUS_INTERVAL_MS = 5_000;
 /** The target position of a group whose commit has not been answered yet: above every real LSN. */
@@ -478,9 +480,16 @@ export class Migration {
         if (previous) await previous;
         if (durable) await current;
       };
+      let yielded = performance.now();
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
       while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
         this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
+        if (performance.now() - yielded >= YIELD_MS) {
+          // Applying a backlog rarely waits for anything, and microtasks never let I/O run: without
+          // this the target's answers (and the next queued batch) would wait for the queue to empty.
+          await new Promise((resolve) => setImmediate(resolve));
+          yielded = performance.now();
+        }
         const event = queue.shift();
         if (!event) {
           if (applier.groupOpen && !inTransaction) {

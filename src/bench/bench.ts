@@ -50,6 +50,14 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs 
   }
 }
 
+/**
+ * Writes out every dirty buffer on both servers before a timed phase, so an engine never pays for
+ * writing back what the one measured before it left behind.
+ */
+async function settle(...clients: pg.Client[]): Promise<void> {
+  for (const c of clients) await c.query('CHECKPOINT');
+}
+
 async function lsnNow(src: pg.Client): Promise<string> {
   return (await src.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l;
 }
@@ -122,6 +130,7 @@ async function main(): Promise<void> {
 
     // 1. Initial copy.
     const ferry = new Pgferry(['--source', source.url('bench'), '--target', target.url('bench_pgferry'), '--slot', 'bench_pgferry', '--publication', 'bench_pgferry']);
+    await settle(src, tp);
     let t0 = Date.now();
     ferry.start();
     await waitUntil('pgferry copy', async () => {
@@ -131,6 +140,7 @@ async function main(): Promise<void> {
     });
     const ferryCopy = (Date.now() - t0) / 1000;
     await src.query(`CREATE PUBLICATION bench_native FOR TABLE accounts, history, items`);
+    await settle(src, tn);
     t0 = Date.now();
     await tn.query(`CREATE SUBSCRIPTION bench_native CONNECTION 'host=127.0.0.1 port=${source.port} user=postgres dbname=bench' PUBLICATION bench_native`);
     await waitUntil('native copy', async () => {
@@ -148,11 +158,13 @@ async function main(): Promise<void> {
       const end = await lsnNow(src);
       // Each clock starts when the replicator's replication connection is up (process start-up excluded).
       const active = async (slot: string): Promise<boolean> => (await src.query(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0]?.active === true;
+      await settle(src, tp);
       ferry.start();
       await waitUntil(`pgferry connected`, () => active('bench_pgferry'));
       let t = Date.now();
       await waitUntil(`pgferry ${label}`, async () => (ferry.sample(), slotCaughtUp(src, 'bench_pgferry', end)));
       const ferrySec = (Date.now() - t) / 1000;
+      await settle(src, tn);
       await tn.query('ALTER SUBSCRIPTION bench_native ENABLE');
       await waitUntil(`native connected`, () => active('bench_native'));
       t = Date.now();
