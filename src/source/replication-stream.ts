@@ -2,7 +2,7 @@ import type pg from 'pg';
 import replication from 'pg-logical-replication';
 import type { Logger } from '../observability/logger.js';
 import { PgferryError, ErrorCodes } from '../errors.js';
-import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
+import { formatLsn, type Lsn } from '../protocol/lsn.js';
 import { PgoutputDecoder, type PgoutputMessage } from '../protocol/pgoutput.js';
 import { encodeStandbyStatus } from '../protocol/standby-status.js';
 import { startReplicationSql } from './slot.js';
@@ -42,26 +42,41 @@ export class ReplicationStream {
   run(startLsn: Lsn, onEvent: (e: StreamEvent) => void): Promise<void> {
     const decoder = new PgoutputDecoder(1);
     let failure: unknown = null;
+    /**
+     * One CopyData message of the replication stream: XLogData ('w': start, end and send time,
+     * then the pgoutput payload) or a primary keepalive ('k': WAL end, send time, reply flag).
+     * Read here rather than by the library, which would build an LSN string and a promise per
+     * message and only log an unknown message.
+     */
+    const onCopyData = ({ chunk }: { chunk: Buffer }): void => {
+      if (failure) return;
+      try {
+        if (chunk[0] === 0x77 && chunk.length >= 25) {
+          const payload = chunk.subarray(25);
+          onEvent({ kind: 'message', message: decoder.decode(payload), bytes: payload.length });
+        } else if (chunk[0] === 0x6b && chunk.length >= 18) {
+          onEvent({ kind: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] !== 0 });
+        } else {
+          throw new PgferryError(ErrorCodes.PROTOCOL, `source: unexpected replication message 0x${(chunk[0] ?? 0).toString(16)} of ${chunk.length} bytes`);
+        }
+      } catch (err) {
+        failure = err;
+        void this.service.stop();
+      }
+    };
     const plugin = {
       name: 'pgoutput',
       options: {},
-      start: (client: pg.Client, slotName: string, lsn: string) => client.query(startReplicationSql(slotName, this.publication, lsn, this.messages)),
-      parse: (payload: Buffer) => {
-        if (failure) return;
-        try {
-          onEvent({ kind: 'message', message: decoder.decode(payload), bytes: payload.length });
-        } catch (err) {
-          failure = err;
-          void this.service.stop();
-        }
+      start: (client: pg.Client, slotName: string, lsn: string) => {
+        const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+        connection.removeAllListeners('copyData');
+        connection.on('copyData', onCopyData);
+        return client.query(startReplicationSql(slotName, this.publication, lsn, this.messages));
       },
+      parse: () => undefined, // never called: the library's copyData listener is replaced in start()
     };
     return new Promise<void>((resolve, reject) => {
       this.service.removeAllListeners();
-      this.service.on('heartbeat', (lsn: string, _ts: number, replyRequested: boolean) => {
-        // The library's timestamp uses a wrong epoch; only walEnd and the reply flag are used.
-        if (!failure) onEvent({ kind: 'keepalive', walEnd: parseLsn(lsn), replyRequested });
-      });
       this.service.on('error', (err: unknown) => {
         failure ??= err;
       });
