@@ -441,7 +441,8 @@ export class Migration {
        * Commits the group. The commit is queued, not awaited (the next group is built while the
        * target runs it; at most one more waits behind it). Its position joins `undurable` at once
        * with an unknown target position, so nothing reached after it is confirmed before it is
-       * committed and flushed.
+       * committed and flushed. `durable` (a stop, or caught up with the source): the commit waits
+       * for the target's WAL flush and is confirmed as soon as it is answered.
        */
       const commitGroup = async (durable = false): Promise<void> => {
         const done = await applier.commitGroup({ durable });
@@ -498,7 +499,9 @@ export class Migration {
               const t = setTimeout(() => resolve(false), GROUP_LINGER_MS);
               this.wake = () => (clearTimeout(t), resolve(true));
             });
-            if (!more && queue.length === 0) await commitGroup();
+            // Caught up: commit durably, so the position is confirmed now rather than after the
+            // next WAL writer round and durability poll (lag and a cutover's drain see it at once).
+            if (!more && queue.length === 0) await commitGroup(true);
             continue;
           }
           await new Promise<void>((resolve) => (this.wake = resolve));
@@ -510,7 +513,7 @@ export class Migration {
           stream.resume();
         }
         if (event.kind === 'keepalive') {
-          if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup();
+          if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup(true);
           // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
           if (!inTransaction && !applier.groupOpen) reached(event.walEnd);
           confirm(event.replyRequested);
