@@ -60,7 +60,6 @@ interface TableRuns {
   delete: KeyedRun | null;
   /** The key of every row in the runs (empty for a table without a key: it has inserts only). */
   keys: Set<string>;
-  rows: number;
   bytes: number;
 }
 
@@ -490,7 +489,7 @@ export class Applier {
   }
 
   private newRuns(plan: RelationPlan): TableRuns {
-    const runs: TableRuns = { plan, insert: null, update: null, delete: null, keys: new Set(), rows: 0, bytes: 0 };
+    const runs: TableRuns = { plan, insert: null, update: null, delete: null, keys: new Set(), bytes: 0 };
     this.runs.set(plan.key, runs);
     return runs;
   }
@@ -501,7 +500,6 @@ export class Applier {
    */
   private grow(runs: TableRuns, key: string | null, bytes: number): Promise<void> | undefined {
     if (key !== null) runs.keys.add(key);
-    runs.rows++;
     runs.bytes += bytes;
     this.runBytes += bytes;
     const full = (runs.insert?.tuples.length ?? 0) >= INSERT_BATCH_ROWS || (runs.update?.rows.length ?? 0) >= KEYED_BATCH_ROWS || (runs.delete?.rows.length ?? 0) >= KEYED_BATCH_ROWS;
