@@ -482,6 +482,8 @@ export class Migration {
         if (durable) await current;
       };
       let yielded = performance.now();
+      /** The WAL flush for this idle moment was requested (once per idle moment). */
+      let flushedIdle = false;
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
       while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
         this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
@@ -504,9 +506,18 @@ export class Migration {
             if (!more && queue.length === 0) await commitGroup(true);
             continue;
           }
+          if (!inTransaction && !applier.groupOpen && undurable.length > 0 && !flushedIdle) {
+            // Caught up behind groups committed asynchronously: flush them now, so their positions
+            // are confirmed at once (a cutover's drain waits for exactly this).
+            flushedIdle = true;
+            durableUpTo(await applier.flushWal());
+            confirm(true);
+            continue;
+          }
           await new Promise<void>((resolve) => (this.wake = resolve));
           continue;
         }
+        flushedIdle = false;
         queuedBytes -= event.kind === 'message' ? event.bytes : 0;
         if (paused && queue.length <= QUEUE_HIGH / 10 && queuedBytes <= QUEUE_HIGH_BYTES / 10) {
           paused = false;

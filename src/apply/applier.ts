@@ -444,6 +444,23 @@ export class Applier {
     return { inserted: this.recordEnd(parseLsn(rows[0]!.inserted)), flushed: parseLsn(rows[0]!.flushed) };
   }
 
+  /**
+   * Makes every group committed so far durable now, rather than at the WAL writer's next rounds
+   * (up to three `wal_writer_delay`s): one small synchronous transaction touching the progress row
+   * (so it has a commit record to flush), whose flush covers all WAL before it. Only between
+   * groups. Returns the target's WAL flush position afterwards.
+   */
+  async flushWal(): Promise<Lsn> {
+    if (this.open) throw new PgferryError(ErrorCodes.APPLY, 'internal: WAL flush requested inside a group');
+    return this.serial(async () => {
+      await this.client.query('BEGIN; SET LOCAL synchronous_commit = on');
+      await saveAppliedLsn(this.client, this.slot, 0n); // greatest(): only updated_at changes
+      await this.client.query('COMMIT');
+      const { rows } = await this.client.query<{ flushed: string }>('SELECT pg_current_wal_flush_lsn()::text AS flushed');
+      return parseLsn(rows[0]!.flushed);
+    });
+  }
+
   /** Rolls back an open transaction (after a failure; safe to call at any time). */
   async rollback(): Promise<void> {
     this.runs.clear();
