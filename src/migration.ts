@@ -13,7 +13,7 @@ import { ReplicationStream, type StreamEvent } from './source/replication-stream
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
-import { copySchemaPhase } from './schema/copy-schema.js';
+import { EarlyIndexBuilder, copySchemaPhase } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
@@ -77,6 +77,8 @@ export class Migration {
    * set when a batched group hit a constraint (see {@link Applier.strict}), cleared once applied.
    */
   private strictThrough: Lsn | null = null;
+  /** During the initial copy: builds each copied table's indexes while the others copy. */
+  private indexBuilder: EarlyIndexBuilder | null = null;
   /** Commit LSN of the last source transaction begun in the current replication session. */
   private lastBegun: Lsn | null = null;
   /** Per source relation OID, the consistent point of the snapshot its copy was read under (later than the slot's for a resumed copy). */
@@ -245,7 +247,9 @@ export class Migration {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
       // Schema copy, pre-data: while the initial copy is not done (it skips what exists), before the target's table checks.
-      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log });
+      const schema = this.settings.schemaCopy ? await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log }) : null;
+      // Each table's indexes and keys are built as soon as its copy is done, while the others copy.
+      this.indexBuilder = schema ? new EarlyIndexBuilder(schema, () => connectClient(this.target(), 'target'), this.log) : null;
       await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
@@ -263,6 +267,7 @@ export class Migration {
         await beginSnapshotPhase(target, slot, this.tables);
         consistentPoint = await this.copyUnderNewSnapshot(source, target, this.tables, state ? 'redo' : 'fresh');
       }
+      await this.indexBuilder?.finish();
       // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming.
       if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, parallel: this.settings.copyWorkers, connect: () => connectClient(this.target(), 'target') });
       await beginStreamingPhase(target, slot, consistentPoint);
@@ -271,6 +276,8 @@ export class Migration {
       this.log.info({ consistentPoint: formatLsn(consistentPoint) }, 'initial copy complete; streaming');
     } finally {
       this.status.connected.source = this.status.connected.target = false;
+      await this.indexBuilder?.close();
+      this.indexBuilder = null;
       await source.end().catch(() => {});
       await target.end().catch(() => {});
     }
@@ -320,7 +327,7 @@ export class Migration {
       try {
         if (mode !== 'resume') await recordConsistentPoint(target, slot, exported.consistentPoint);
         this.log.info({ slot: name, consistentPoint: formatLsn(exported.consistentPoint), tables: tables.length }, 'snapshot exported; copying tables');
-        await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: exported.snapshotName, snapshotLsn: exported.consistentPoint, tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal });
+        await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: exported.snapshotName, snapshotLsn: exported.consistentPoint, tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal, onTableCopied: (t) => this.indexBuilder?.tableCopied(t) });
         return exported.consistentPoint;
       } catch (err) {
         if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;

@@ -3,7 +3,7 @@ import { SchemaError, describeError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { TableName } from '../pg/connection.js';
 import { readCatalog, readTargetFacts } from './catalog.js';
-import { buildSchema, type SchemaObject, type SchemaPhase } from './ddl.js';
+import { buildSchema, qname, type SchemaObject, type SchemaPhase } from './ddl.js';
 import { planSchema, scopeCatalog, type SchemaPlan } from './plan.js';
 
 /**
@@ -201,11 +201,76 @@ async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], o
 /**
  * One phase of schema copy inside `pgferry start`. Pre-data fails before anything is created when
  * any object (of either phase) conflicts, so a migration never stops after a long copy for a
- * problem that was visible at the start.
+ * problem that was visible at the start. Returns the plan it ran.
  */
-export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger }): Promise<void> {
+export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; target: pg.Client; tables: TableName[]; phase: SchemaPhase; log: Logger }): Promise<SchemaPlan> {
   const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
   assertNoConflicts(plan);
   if (opts.phase === 'pre-data') for (const note of plan.notes) opts.log.warn({ note }, 'schema copy: not copied');
   await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
+  return plan;
+}
+
+/**
+ * Builds a table's own indexes and primary key, unique, check and exclusion constraints as soon
+ * as its copy is done, on one extra target session, while other tables are still copying;
+ * post-data then finds them built and skips them (and builds what this did not get to). Foreign
+ * keys, `ANALYZE` and everything else wait for post-data. An object is built at most once per
+ * builder (a copy started again keeps them).
+ */
+export class EarlyIndexBuilder {
+  private readonly byTable = new Map<string, SchemaObject[]>();
+  private readonly built = new Set<string>();
+  private chain: Promise<void> = Promise.resolve();
+  private failure: { err: unknown } | null = null;
+  private session: pg.Client | null = null;
+  private closed = false;
+
+  constructor(
+    plan: SchemaPlan,
+    private readonly connect: () => Promise<pg.Client>,
+    private readonly log: Logger,
+  ) {
+    for (const o of plan.postData) {
+      if (!o.lock || !o.table || o.key.startsWith('analyze ')) continue;
+      const list = this.byTable.get(o.table) ?? [];
+      list.push(o);
+      this.byTable.set(o.table, list);
+    }
+  }
+
+  /** Queues the table's objects; returns at once. */
+  tableCopied(table: TableName): void {
+    const objects = (this.byTable.get(`table ${qname(table.schema, table.name)}`) ?? []).filter((o) => !this.built.has(o.key));
+    if (objects.length === 0) return;
+    for (const o of objects) this.built.add(o.key);
+    this.chain = this.chain.then(async () => {
+      if (this.failure || this.closed) return;
+      try {
+        this.session ??= await this.connect();
+        await applySchemaObjects(this.session, 'post-data', objects, { log: this.log });
+      } catch (err) {
+        this.failure ??= { err };
+      }
+    });
+  }
+
+  /**
+   * Once the copy is done: waits for the build running now and starts no more (post-data builds
+   * the rest on its parallel sessions); throws the first failure.
+   */
+  async finish(): Promise<void> {
+    this.closed = true;
+    await this.chain;
+    if (this.failure) throw this.failure.err;
+  }
+
+  /** Closes the session, which ends a build still running (a stop or a failed copy), and starts no more. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const session = this.session;
+    this.session = null;
+    await session?.end().catch(() => {});
+    await this.chain;
+  }
 }

@@ -59,6 +59,8 @@ export async function copyTables(opts: {
   workers?: number;
   /** Blocks per range (tests); by default sized from the data and `workers`. */
   rangeBlocks?: number;
+  /** Called once a table's last unit has committed, while the other tables are still copying. */
+  onTableCopied?: (table: SourceTable) => void;
 }): Promise<void> {
   const source = opts.source;
   const clients: pg.Client[] = [source];
@@ -253,7 +255,7 @@ async function copyUnit(
   unit: CopyUnit,
   binary: boolean,
   units: TableUnits,
-  opts: { slot: string; snapshotLsn: Lsn; progress: Map<string, TableProgress>; log: Logger },
+  opts: { slot: string; snapshotLsn: Lsn; progress: Map<string, TableProgress>; log: Logger; onTableCopied?: (table: SourceTable) => void },
 ): Promise<void> {
   const { table } = unit;
   const key = tableKey(table);
@@ -299,4 +301,5 @@ async function copyUnit(
   if (--units.left > 0) return;
   progress.state = 'copied';
   opts.log.info({ table: key, rows: progress.rowsCopied, bytes: progress.bytesCopied, units: units.total, ms: Date.now() - units.started }, 'table copied');
+  opts.onTableCopied?.(table);
 }

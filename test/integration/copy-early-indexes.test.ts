@@ -1,0 +1,53 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { startInProcess, waitForIdentical } from '../support/pgferry.js';
+
+/**
+ * A table's indexes and keys are built as soon as its own copy is done, while other tables are
+ * still copying. The copy of `slow` is held up by a lock on the target; `fast` must get its
+ * primary key and index meanwhile.
+ */
+describe('indexes built while other tables copy', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+  let blocker: pg.Client | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('early');
+    await db.source.query(`
+      CREATE TABLE public.fast (id int PRIMARY KEY, v text NOT NULL);
+      CREATE INDEX fast_v ON public.fast (v);
+      CREATE TABLE public.slow (id int PRIMARY KEY, v text NOT NULL);
+      INSERT INTO public.fast SELECT g, 'v' || g FROM generate_series(1, 2000) g;
+      INSERT INTO public.slow SELECT g, 'v' || g FROM generate_series(1, 2000) g;`);
+    // The same table as on the source, without its key: schema copy keeps it and adds the key after the copy.
+    await db.target.query(`CREATE TABLE public.slow (id int NOT NULL, v text NOT NULL)`);
+  });
+
+  afterAll(async () => {
+    await blocker?.end().catch(() => {});
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('builds the first table\'s key and index before the other table is copied, then ends identical', async () => {
+    blocker = new pg.Client({ connectionString: db.targetUrl });
+    await blocker.connect();
+    await blocker.query('BEGIN; LOCK TABLE public.slow IN SHARE MODE'); // COPY into it waits (ROW EXCLUSIVE)
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` });
+    const indexes = async (table: string): Promise<string[]> =>
+      (await db.target.query<{ name: string }>(`SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY 1`, [table])).rows.map((r) => r.name);
+    await waitFor(async () => (await indexes('fast')).length === 2, 'fast indexed');
+    expect(await indexes('fast')).toEqual(['fast_pkey', 'fast_v']);
+    // Still copying: slow's rows are held up by the lock, so its key cannot exist yet.
+    expect(app.status.phase).toBe('snapshot');
+    expect(app.status.tables.get('public.slow')?.state).not.toBe('copied');
+    await blocker.query('COMMIT');
+    await waitFor(() => app!.status.phase === 'streaming', 'streaming');
+    expect(await indexes('slow')).toEqual(['slow_pkey']);
+    await db.source.query(`UPDATE public.slow SET v = 'changed' WHERE id <= 10; DELETE FROM public.fast WHERE id <= 10`);
+    await waitForIdentical(db.source, db.target, ['fast', 'slow']);
+  });
+});
