@@ -248,6 +248,13 @@ export class EarlyIndexBuilder {
       if (this.failure || this.closed) return;
       try {
         this.session ??= await this.connect();
+      } catch (err) {
+        // A target short of connections builds everything in post-data: later, not wrong.
+        this.closed = true;
+        this.log.warn({ err: describeError(err) }, 'schema copy: cannot open a session to build indexes during the copy; building them after it');
+        return;
+      }
+      try {
         await applySchemaObjects(this.session, 'post-data', objects, { log: this.log });
       } catch (err) {
         this.failure ??= { err };
