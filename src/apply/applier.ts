@@ -31,6 +31,15 @@ const COPY_MIN_ROWS = 100;
 /** Types below this OID are built in: the same OID on every server version pgferry supports. */
 const FIRST_NORMAL_OID = 16384;
 
+/** A statement waiting in the batch: what it must touch, and (only for an error message) its keys. */
+interface QueuedStatement {
+  sql: string;
+  plan: RelationPlan;
+  op: 'insert' | 'update' | 'delete';
+  rows: number;
+  keys: () => string[];
+}
+
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
@@ -88,7 +97,7 @@ export class Applier {
   private runs = new Map<string, TableRuns>();
   private runBytes = 0;
   /** Statements not yet sent, in order; they go in one simple-query round trip. */
-  private statements: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[] = [];
+  private statements: QueuedStatement[] = [];
   private statementBytes = 0;
   /** Statement batches and COPYs sent but not yet answered, oldest first (at most {@link IN_FLIGHT}). */
   private inFlight: Promise<void>[] = [];
@@ -540,7 +549,7 @@ export class Applier {
       const run = runs[op];
       if (!run) continue;
       const sql = op === 'update' ? updateByKeysStatement(plan, run.set, run.rows) : deleteByKeysStatement(plan, run.rows);
-      const keys = run.rows.map((r) => (plan.keyIndexes.length === 1 && r[0] !== null ? r[0]! : JSON.stringify(r.slice(0, plan.keyIndexes.length))));
+      const keys = (): string[] => run.rows.map((r) => (plan.keyIndexes.length === 1 && r[0] !== null ? r[0]! : JSON.stringify(r.slice(0, plan.keyIndexes.length))));
       await this.queue({ sql, plan, op, rows: run.rows.length, keys });
     }
     const run = runs.insert;
@@ -548,7 +557,7 @@ export class Applier {
     const rows = run.tuples.length;
     if (rows < COPY_MIN_ROWS) {
       const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
-      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows, keys: [] });
+      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows, keys: () => [] });
       return undefined;
     }
     await this.flushStatements();
@@ -623,12 +632,13 @@ export class Applier {
   }
 
   /** Each statement of a batch must have touched exactly its rows. */
-  private check(batch: { plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }[], result: pg.QueryResult | pg.QueryResult[], counts: ChangeCounts): void {
+  private check(batch: QueuedStatement[], result: pg.QueryResult | pg.QueryResult[], counts: ChangeCounts): void {
     const results = Array.isArray(result) ? result : [result];
     batch.forEach((s, i) => {
       const rows = results[i]?.rowCount ?? 0;
       if (rows !== s.rows) {
-        const keys = s.keys.length > 0 ? ` (${s.keys.length === 1 ? 'key' : 'one of the keys'} ${s.keys.slice(0, 5).join(', ')}${s.keys.length > 5 ? ', ...' : ''})` : '';
+        const all = s.keys();
+        const keys = all.length > 0 ? ` (${all.length === 1 ? 'key' : 'one of the keys'} ${all.slice(0, 5).join(', ')}${all.length > 5 ? ', ...' : ''})` : '';
         throw new PgferryError(
           ErrorCodes.APPLY,
           `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of ${s.rows}${keys}; the target has diverged from the source`,
@@ -638,7 +648,7 @@ export class Applier {
     });
   }
 
-  private async queue(entry: { sql: string; plan: RelationPlan; op: 'insert' | 'update' | 'delete'; rows: number; keys: string[] }): Promise<void> {
+  private async queue(entry: QueuedStatement): Promise<void> {
     this.statements.push(entry);
     this.statementBytes += entry.sql.length;
     if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES) await this.flushStatements();
@@ -664,7 +674,7 @@ export class Applier {
   private async exec(plan: RelationPlan, stmt: Statement, tuple: TupleValue[], old: TupleValue[], op: 'insert' | 'update' | 'delete'): Promise<void> {
     const sql = inlineParams(stmt.sql, stmt.params.map((p) => text(p >= 0 ? tuple[p] : old[-1 - p])));
     const key = plan.keyIndexes.map((k) => text(old[k]));
-    await this.queue({ sql, plan, op, rows: 1, keys: key.length > 0 ? [JSON.stringify(key)] : [] });
+    await this.queue({ sql, plan, op, rows: 1, keys: () => (key.length > 0 ? [JSON.stringify(key)] : []) });
   }
 
   private count(plan: RelationPlan, op: 'insert' | 'update' | 'delete' | 'truncate'): void {

@@ -133,7 +133,6 @@ export function copyTextLine(values: (string | null)[]): string {
   return `${line}\n`;
 }
 
-
 /**
  * Replaces each `$n` of a built statement with its value as a string literal (`NULL` for null),
  * so many statements can travel in one simple-query round trip. The literal is untyped, so the
