@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { PgferryError, ErrorCodes } from '../errors.js';
 import { formatLsn, type Lsn } from '../protocol/lsn.js';
 import { PgoutputDecoder, type PgoutputMessage } from '../protocol/pgoutput.js';
+import { CopyDataSplitter } from '../protocol/copy-data.js';
 import { encodeStandbyStatus } from '../protocol/standby-status.js';
 import { startReplicationSql } from './slot.js';
 
@@ -42,13 +43,17 @@ export class ReplicationStream {
   run(startLsn: Lsn, onEvent: (e: StreamEvent) => void): Promise<void> {
     const decoder = new PgoutputDecoder(1);
     let failure: unknown = null;
+    const fail = (err: unknown): void => {
+      failure = err;
+      void this.service.stop();
+    };
     /**
      * One CopyData message of the replication stream: XLogData ('w': start, end and send time,
      * then the pgoutput payload) or a primary keepalive ('k': WAL end, send time, reply flag).
      * Read here rather than by the library, which would build an LSN string and a promise per
      * message and only log an unknown message.
      */
-    const onCopyData = ({ chunk }: { chunk: Buffer }): void => {
+    const onCopyData = (chunk: Buffer): void => {
       if (failure) return;
       try {
         if (chunk[0] === 0x77 && chunk.length >= 25) {
@@ -60,20 +65,31 @@ export class ReplicationStream {
           throw new PgferryError(ErrorCodes.PROTOCOL, `source: unexpected replication message 0x${(chunk[0] ?? 0).toString(16)} of ${chunk.length} bytes`);
         }
       } catch (err) {
-        failure = err;
-        void this.service.stop();
+        fail(err);
       }
     };
     const plugin = {
       name: 'pgoutput',
       options: {},
       start: (client: pg.Client, slotName: string, lsn: string) => {
-        const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
-        connection.removeAllListeners('copyData');
-        connection.on('copyData', onCopyData);
+        // CopyData is taken off the socket before `pg` parses it; every other message (the
+        // CopyBothResponse, errors, the end of the stream) still reaches `pg` unchanged and in order.
+        const socket = (client as unknown as { connection: { stream: NodeJS.EventEmitter } }).connection.stream;
+        const parse = socket.listeners('data') as ((b: Buffer) => void)[];
+        const splitter = new CopyDataSplitter(onCopyData, (other) => {
+          for (const l of parse) l.call(socket, other);
+        });
+        socket.removeAllListeners('data');
+        socket.on('data', (chunk: Buffer) => {
+          try {
+            splitter.push(chunk);
+          } catch (err) {
+            fail(new PgferryError(ErrorCodes.PROTOCOL, `source: malformed replication stream (${(err as Error).message})`));
+          }
+        });
         return client.query(startReplicationSql(slotName, this.publication, lsn, this.messages));
       },
-      parse: () => undefined, // never called: the library's copyData listener is replaced in start()
+      parse: () => undefined, // never called: CopyData never reaches the library
     };
     return new Promise<void>((resolve, reject) => {
       this.service.removeAllListeners();

@@ -1,0 +1,67 @@
+import { describe, it, expect } from 'vitest';
+import { CopyDataSplitter } from '../../../src/protocol/copy-data.js';
+
+function message(type: string, body: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+/** Runs `stream` through a splitter in the given chunk sizes; records what came out, in order. */
+function split(stream: Buffer, sizes: number[]): { copyData: string[]; other: Buffer } {
+  const copyData: string[] = [];
+  const other: Buffer[] = [];
+  const s = new CopyDataSplitter(
+    (b) => copyData.push(b.toString('latin1')),
+    (b) => other.push(Buffer.from(b)),
+  );
+  let at = 0;
+  for (let i = 0; at < stream.length; i++) {
+    const n = sizes[i % sizes.length]!;
+    s.push(stream.subarray(at, at + n));
+    at += n;
+  }
+  return { copyData, other: Buffer.concat(other) };
+}
+
+describe('CopyDataSplitter', () => {
+  const big = Buffer.alloc(70_000, 0x61);
+  const parts = [
+    message('W', Buffer.from([0, 0, 0])),
+    message('d', Buffer.from('w-first')),
+    message('d', Buffer.alloc(0)),
+    message('N', Buffer.from('notice\0\0')),
+    message('d', big),
+    message('d', Buffer.from('k-keepalive')),
+    message('c', Buffer.alloc(0)),
+    message('C', Buffer.from('COPY 0\0')),
+    message('Z', Buffer.from('I')),
+  ];
+  const stream = Buffer.concat(parts);
+  const others = Buffer.concat([parts[0]!, parts[3]!, parts[6]!, parts[7]!, parts[8]!]);
+  const bodies = ['w-first', '', big.toString('latin1'), 'k-keepalive'];
+
+  for (const sizes of [[stream.length], [1], [2, 3, 5, 7], [4], [5], [6], [4096], [65_536, 13]]) {
+    it(`delivers every message once and in order when pushed in chunks of ${sizes.join(', ')}`, () => {
+      const out = split(stream, sizes);
+      expect(out.copyData).toEqual(bodies);
+      expect(out.other.equals(others)).toBe(true);
+    });
+  }
+
+  it('keeps CopyData and other messages in stream order', () => {
+    const order: string[] = [];
+    const s = new CopyDataSplitter(
+      (b) => order.push(`d:${b.toString()}`),
+      (b) => order.push(`o:${b.length}`),
+    );
+    s.push(Buffer.concat([message('d', Buffer.from('1')), message('N', Buffer.from('xy')), message('E', Buffer.from('z')), message('d', Buffer.from('2'))]));
+    expect(order).toEqual(['d:1', 'o:13', 'd:2']);
+  });
+
+  it('refuses a length that cannot be a message', () => {
+    const s = new CopyDataSplitter(() => {}, () => {});
+    expect(() => s.push(Buffer.from([0x64, 0, 0, 0, 2]))).toThrow(/invalid message length 2/);
+  });
+});
