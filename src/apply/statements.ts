@@ -184,16 +184,38 @@ function keyMatch(plan: RelationPlan): string {
 }
 
 /**
- * The rows as a relation `v` with the columns' names: one text array literal per column, zipped by
+ * The rows as a relation `v` with the columns' names: one text array per column, zipped by
  * `unnest`, each element cast to its column's base type (no modifier: the column's own applies on
  * assignment). The server parses one long literal per column, far cheaper than a VALUES list of
- * as many typed literals as values. Every element is quoted and a cast from text runs the type's
- * input function, so it receives exactly the source's characters, for every type (arrays too).
+ * as many typed literals as values, and a cast from text runs the type's input function, so it
+ * receives exactly the source's characters, for every type (arrays too).
  */
 function keyedRows(plan: RelationPlan, cols: number[], rows: (string | null)[][]): string {
   const casts = cols.map((i, n) => `u.c${n}::${plan.baseTypes[i]} AS ${ident(plan.columns[i]!)}`).join(', ');
-  const arrays = cols.map((_, n) => `${literal(arrayLiteral(rows, n))}::text[]`).join(', ');
+  const arrays = cols.map((_, n) => columnArray(rows, n)).join(', ');
   return `(SELECT ${casts} FROM unnest(${arrays}) AS u (${cols.map((_, n) => `c${n}`).join(', ')})) AS v`;
+}
+
+/** Separates elements, and stands for NULL, in {@link columnArray}'s split form. */
+const UNIT = '\x1f';
+const NULL_MARK = '\x1e';
+
+/**
+ * Column `n` of `rows` as a `text[]` expression. Values are joined with a control character and
+ * split by `string_to_array` (nothing to escape but the literal's quotes), unless a value holds
+ * one of the two control characters (or the only value is empty, which would split into no
+ * element): then as an array literal, every element quoted with `"` and `\` escaped.
+ */
+function columnArray(rows: (string | null)[][], n: number): string {
+  const parts: string[] = new Array(rows.length);
+  for (let r = 0; r < rows.length; r++) {
+    const v = rows[r]![n] ?? null;
+    if (v !== null && (v.includes(UNIT) || v.includes(NULL_MARK))) return `${literal(arrayLiteral(rows, n))}::text[]`;
+    parts[r] = v ?? NULL_MARK;
+  }
+  const joined = parts.join(UNIT);
+  if (joined === '') return `${literal(arrayLiteral(rows, n))}::text[]`;
+  return `string_to_array(${literal(joined)}, E'\\x1f', E'\\x1e')`;
 }
 
 /** Column `n` of `rows` as an array's text form: elements quoted, `"` and `\` escaped, NULL bare. */

@@ -41,7 +41,7 @@ export const TYPE_COLUMNS: TypeColumn[] = [
   { name: 'f4', type: 'real', values: ["'NaN'", "'Infinity'", "'-Infinity'", "'-0'", "'1.17549435e-38'", "'3.4028235e+38'", "'0.1'", "'1.401298e-45'", "'123456.79'"] },
   { name: 'f8', type: 'double precision', values: ["'NaN'", "'Infinity'", "'-Infinity'", "'-0'", "'0.1'", "'4.9e-324'", "'1.7976931348623157e308'", "'0.30000000000000004'", "'-1.2345678901234567'"] },
   { name: 'm', type: 'money', values: ["'12.34'", "'-92233720368547758.08'", "'92233720368547758.07'", "'0'"] },
-  { name: 't', type: 'text', values: [L('plain'), "E'tab\\there\\nnewline\\rcr \\\\ backslash ''quote'' \"dq\"'", "''", L('zürich 😀 日本 ﬀ'), L('NULL'), L('\\N'), L('\\.'), "E'\\\\.\\n\\\\.'", L(' lead and trail ')] },
+  { name: 't', type: 'text', values: [L('plain'), "E'tab\\there\\nnewline\\rcr \\\\ backslash ''quote'' \"dq\"'", "''", L('zürich 😀 日本 ﬀ'), L('NULL'), L('\\N'), L('\\.'), "E'\\\\.\\n\\\\.'", L(' lead and trail '), "E'unit\\x1fand record\\x1eseparators'"] },
   { name: 'big', type: 'text', values: [bigText(1), L('short'), bigText(2, 500)] },
   { name: 'vc', type: 'varchar(10)', values: [L('abc'), L('abc   '), "''", L('0123456789')] },
   { name: 'ch', type: 'char(6)', values: [L('ab'), L('abcdef'), "''", L(' a')] },

@@ -177,7 +177,7 @@ describe('copyTextLine', () => {
 });
 
 describe('set-based statements for runs of changes by key', () => {
-  it('update many rows in one statement: one text array literal per column, each element cast to the unmodified base type', () => {
+  it('update many rows in one statement: one text array per column, each element cast to the unmodified base type', () => {
     const sql = updateByKeysStatement({ ...plan, only: true }, [1, 2], [
       ['1', "O'Brien", null],
       ['2', 'x', String.raw`{"a": "b\c"}`],
@@ -185,14 +185,24 @@ describe('set-based statements for runs of changes by key', () => {
     ]);
     expect(sql).toBe(
       `UPDATE ONLY ${TABLE} AS t SET "first name" = v."first name", "x""y" = v."x""y" FROM (SELECT u.c0::"pg_catalog"."int4" AS "Id", u.c1::"pg_catalog"."text" AS "first name", u.c2::"pg_catalog"."jsonb" AS "x""y" ` +
-        `FROM unnest('{"1","2","3"}'::text[], '{"O''Brien","x","NULL"}'::text[], ` + String.raw`'{NULL,"{\"a\": \"b\\c\"}",""}'::text[]) AS u (c0, c1, c2)) AS v ` +
+        `FROM unnest(string_to_array('1\x1f2\x1f3', E'\\x1f', E'\\x1e'), string_to_array('O''Brien\x1fx\x1fNULL', E'\\x1f', E'\\x1e'), ` +
+        String.raw`string_to_array('` + '\x1e\x1f' + String.raw`{"a": "b\c"}` + '\x1f' + String.raw`', E'\x1f', E'\x1e')) AS u (c0, c1, c2)) AS v ` +
         `WHERE t."Id" = v."Id"`,
     );
   });
 
+  it('falls back to a quoted array literal for a value holding a separator, or a lone empty value', () => {
+    const sql = updateByKeysStatement(plan, [1], [
+      ['1', 'a\x1fb'],
+      ['2', null],
+    ]);
+    expect(sql).toContain(`string_to_array('1\x1f2', E'\\x1f', E'\\x1e'), '{"a\x1fb",NULL}'::text[]`);
+    expect(deleteByKeysStatement(plan, [['']])).toContain(`unnest('{""}'::text[])`);
+  });
+
   it('delete many rows by key in one statement', () => {
     expect(deleteByKeysStatement(plan, [['1'], ['2']])).toBe(
-      `DELETE FROM ${TABLE} AS t USING (SELECT u.c0::"pg_catalog"."int4" AS "Id" FROM unnest('{"1","2"}'::text[]) AS u (c0)) AS v WHERE t."Id" = v."Id"`,
+      `DELETE FROM ${TABLE} AS t USING (SELECT u.c0::"pg_catalog"."int4" AS "Id" FROM unnest(string_to_array('1\x1f2', E'\\x1f', E'\\x1e')) AS u (c0)) AS v WHERE t."Id" = v."Id"`,
     );
   });
 });
