@@ -1,12 +1,15 @@
 /**
- * Splits a backend byte stream into messages, handing each CopyData ('d') body to `onCopyData`
- * and every other message, unchanged and in order, to `onOther`. On a replication connection
- * CopyData carries the whole WAL stream; reading it here, before any general-purpose parser,
- * saves a message object, a buffer view and two event emissions per change.
+ * Splits a backend byte stream into messages, handing CopyData ('d') to `onCopyData` and every
+ * other message, unchanged and in order, to `onOther`. On a replication connection CopyData
+ * carries the whole WAL stream; reading it here, before any general-purpose parser, saves a
+ * message object, a buffer view and two event emissions per change. With `frames`, each run of
+ * consecutive CopyData messages is handed over whole, headers included, with its message count:
+ * ready to be written unchanged to a connection in COPY FROM STDIN (the framing is the same).
  *
- * Invariant: every byte pushed is delivered exactly once and in order, either as a CopyData body
- * or inside an `onOther` buffer of whole messages; a message split across pushes is delivered
- * once complete. Bodies may share memory with pushed buffers, which must not be reused.
+ * Invariant: every byte pushed is delivered exactly once and in order, either in `onCopyData`
+ * (a body, or a run of whole messages) or inside an `onOther` buffer of whole messages; a message
+ * split across pushes is delivered once complete. Delivered buffers may share memory with pushed
+ * ones, which must not be reused.
  */
 export class CopyDataSplitter {
   /** An incomplete message: its pieces and the total length it needs (0 while the header is incomplete). */
@@ -15,9 +18,20 @@ export class CopyDataSplitter {
   private need = 0;
 
   constructor(
-    private readonly onCopyData: (body: Buffer) => void,
+    private readonly onCopyData: (data: Buffer, messages: number) => void,
     private readonly onOther: (messages: Buffer) => void,
+    private readonly frames = false,
   ) {}
+
+  /** The bytes of an incomplete message held back so far (handed over when switching parsers). */
+  takeRest(): Buffer | null {
+    if (this.have === 0) return null;
+    const rest = Buffer.concat(this.parts, this.have);
+    this.parts = [];
+    this.have = 0;
+    this.need = 0;
+    return rest;
+  }
 
   push(chunk: Buffer): void {
     let buf = chunk;
@@ -33,18 +47,24 @@ export class CopyDataSplitter {
     }
     let at = 0;
     let otherFrom = -1;
+    let runFrom = -1;
+    let run = 0;
     while (buf.length - at >= 5) {
       const end = at + 1 + readLength(buf, at + 1);
       if (end > buf.length) break;
       if (buf[at] === 0x64) {
         if (otherFrom >= 0) this.onOther(buf.subarray(otherFrom, at));
         otherFrom = -1;
-        this.onCopyData(buf.subarray(at + 5, end));
-      } else if (otherFrom < 0) {
-        otherFrom = at;
+        if (!this.frames) this.onCopyData(buf.subarray(at + 5, end), 1);
+        else if (run++ === 0) runFrom = at;
+      } else {
+        if (run > 0) this.onCopyData(buf.subarray(runFrom, at), run);
+        run = 0;
+        if (otherFrom < 0) otherFrom = at;
       }
       at = end;
     }
+    if (run > 0) this.onCopyData(buf.subarray(runFrom, at), run);
     if (otherFrom >= 0) this.onOther(buf.subarray(otherFrom, at));
     if (at < buf.length) {
       const rest = buf.subarray(at);

@@ -1,14 +1,12 @@
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
-import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes, describeError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import type { SourceTable } from '../source/catalog.js';
 import { markUnitCopied } from '../apply/state-store.js';
-import { BinaryCopyRowCounter, binaryCopyTables } from './copy-format.js';
+import { binaryCopyTables } from './copy-format.js';
+import { forwardCopy } from './copy-forward.js';
 import { planCopyUnits, type CopiedRelation, type CopyUnit } from './plan.js';
 
 /** Live progress of one table's copy. */
@@ -32,8 +30,8 @@ export async function connectSnapshotReader(config: pg.ClientConfig): Promise<pg
 
 /**
  * Copies each table from the source, read under the exported snapshot, into the target with
- * `COPY ... TO STDOUT` piped into `COPY ... FROM STDIN`: values are never parsed by pgferry, so
- * they arrive byte for byte; in binary format where every column's type is portable between the
+ * `COPY ... TO STDOUT` forwarded into `COPY ... FROM STDIN` ({@link forwardCopy}): values are never
+ * parsed by pgferry, so they arrive byte for byte; in binary format where every column's type is portable between the
  * two servers ({@link binaryCopyTables}), in text otherwise. Tables are split into units ({@link planCopyUnits}:
  * leaf partitions, block ranges of large relations), several copied at once by `workers` reader
  * sessions that all import the same snapshot. Each unit's rows and its count in
@@ -269,28 +267,18 @@ async function copyUnit(
   await target.query('BEGIN');
   try {
     const format = binary ? ' (FORMAT binary)' : '';
-    const reader = source.query(copyStreams.to(unit.copyOut + format));
-    const writer = target.query(copyStreams.from(`COPY ${qualified(table)} (${table.columns.map(ident).join(', ')}) FROM STDIN${format}`));
-    const binaryRows = binary ? new BinaryCopyRowCounter() : null;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        let n = 0;
-        if (binaryRows) {
-          const before = binaryRows.rows;
-          binaryRows.push(chunk);
-          n = binaryRows.rows - before;
-        } else {
-          // In COPY's text format every row ends with a newline and newlines inside values are escaped.
-          for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
-        }
-        rows += n;
-        bytes += chunk.length;
-        progress.rowsCopied += n;
-        progress.bytesCopied += chunk.length;
-        done(null, chunk);
-      },
+    const copyIn = `COPY ${qualified(table)} (${table.columns.map(ident).join(', ')}) FROM STDIN${format}`;
+    // Live progress counts CopyData messages (one per row; binary adds a trailer), corrected to
+    // the exact count the servers report once the unit is done.
+    let seen = 0;
+    rows = await forwardCopy(source, target, unit.copyOut + format, copyIn, (messages, n) => {
+      const data = n - 5 * messages; // without each message's type and length
+      seen += messages;
+      bytes += data;
+      progress.rowsCopied += messages;
+      progress.bytesCopied += data;
     });
-    await pipeline(reader, counter, writer);
+    progress.rowsCopied += rows - seen;
     await markUnitCopied(target, opts.slot, table, rows, units.total, opts.snapshotLsn);
     await target.query('COMMIT');
   } catch (err) {

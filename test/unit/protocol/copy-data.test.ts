@@ -60,6 +60,35 @@ describe('CopyDataSplitter', () => {
     expect(order).toEqual(['d:1', 'o:13', 'd:2']);
   });
 
+  for (const sizes of [[stream.length], [1], [3, 7], [70_010]]) {
+    it(`hands runs of whole CopyData messages over unchanged in frames mode, chunks of ${sizes.join(', ')}`, () => {
+      const data: Buffer[] = [];
+      const other: Buffer[] = [];
+      let messages = 0;
+      const s = new CopyDataSplitter(
+        (b, n) => {
+          data.push(Buffer.from(b));
+          messages += n;
+        },
+        (b) => other.push(Buffer.from(b)),
+        true,
+      );
+      for (let at = 0, i = 0; at < stream.length; at += sizes[i++ % sizes.length]!) s.push(stream.subarray(at, at + sizes[i % sizes.length]!));
+      expect(messages).toBe(4);
+      expect(Buffer.concat(data).equals(Buffer.concat([parts[1]!, parts[2]!, parts[4]!, parts[5]!]))).toBe(true);
+      expect(Buffer.concat(other).equals(others)).toBe(true);
+      expect(s.takeRest()).toBeNull();
+    });
+  }
+
+  it('hands over an incomplete message when asked', () => {
+    const s = new CopyDataSplitter(() => {}, () => {});
+    const m = message('Z', Buffer.from('I'));
+    s.push(m.subarray(0, 3));
+    expect(s.takeRest()?.equals(m.subarray(0, 3))).toBe(true);
+    expect(s.takeRest()).toBeNull();
+  });
+
   it('refuses a length that cannot be a message', () => {
     const s = new CopyDataSplitter(() => {}, () => {});
     expect(() => s.push(Buffer.from([0x64, 0, 0, 0, 2]))).toThrow(/invalid message length 2/);
