@@ -393,11 +393,14 @@ export class Migration {
       // A reconnect during or after a cutover leaves its phase alone.
       if (this.status.phase !== 'failed' && this.status.phase !== 'cutover' && this.status.phase !== 'done') this.status.phase = 'streaming';
       let lastSent = 0;
+      /** The position last reported to the source. */
+      let sentLsn: Lsn = -1n;
       this.status.appliedLsn = applied;
       const confirm = (force: boolean): void => {
         if (!force && Date.now() - lastSent < 1_000) return;
         stream.confirm(confirmable);
         lastSent = Date.now();
+        sentLsn = confirmable;
         this.status.confirmedLsn = confirmable;
       };
 
@@ -534,7 +537,9 @@ export class Migration {
           if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup(true);
           // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
           if (!inTransaction && !applier.groupOpen) reached(event.walEnd);
-          confirm(event.replyRequested);
+          // Caught up, the server sends one keepalive and waits for the answer before it sends
+          // another: answer at once if the position moved (lag and a cutover's drain wait for it).
+          confirm(event.replyRequested || (queue.length === 0 && confirmable > sentLsn));
           continue;
         }
         const m = event.message;
