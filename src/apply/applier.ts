@@ -25,6 +25,8 @@ const GROUP_MS = 200;
 const BATCH_BYTES = 2 * 1024 * 1024;
 /** Statement batches and COPYs queued on the target before the applier waits for the oldest. */
 const IN_FLIGHT = 3;
+/** ...or fewer, once they hold this many bytes of SQL or COPY data (a few huge values). */
+const IN_FLIGHT_BYTES = 3 * 1024 * 1024;
 /** A run of fewer inserts than this goes as one multi-row INSERT in the statement batch, more as COPY. */
 const COPY_MIN_ROWS = 100;
 
@@ -99,8 +101,8 @@ export class Applier {
   /** Statements not yet sent, in order; they go in one simple-query round trip. */
   private statements: QueuedStatement[] = [];
   private statementBytes = 0;
-  /** Statement batches and COPYs sent but not yet answered, oldest first (at most {@link IN_FLIGHT}). */
-  private inFlight: Promise<void>[] = [];
+  /** Statement batches and COPYs sent but not yet answered, oldest first, with their sizes (see {@link pipelined}). */
+  private inFlight: { done: Promise<void>; bytes: number }[] = [];
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
   /** The target's WAL page and segment sizes, in bytes. */
@@ -569,7 +571,7 @@ export class Applier {
     }
     run.tuples = []; // the rows live on only as the COPY body
     const counts = this.counts;
-    await this.pipelined(async () => {
+    await this.pipelined(body.length, async () => {
       const copy = this.client.query(copyStreams.from(copyInStatement(plan, run.present)));
       await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
       if (copy.rowCount !== rows) {
@@ -588,19 +590,26 @@ export class Applier {
     this.statementBytes = 0;
     const sql = batch.map((s) => s.sql).join(';\n');
     const counts = this.counts; // this group's, even if the answer comes after the next group began
-    await this.pipelined(async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
+    await this.pipelined(sql.length, async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
   }
 
   /**
-   * Queues `work` (a statement batch or a COPY) on the apply session and returns at once unless
-   * {@link IN_FLIGHT} are already unanswered (then it waits for the oldest): the next batches are
-   * decoded and built while the target runs these, and memory stays bounded.
+   * Queues `work` (a statement batch or a COPY of `bytes`) on the apply session and returns at
+   * once unless {@link IN_FLIGHT} are already unanswered, or more than one holding over
+   * {@link IN_FLIGHT_BYTES} together (then it waits for the oldest): the next batches are decoded
+   * and built while the target runs these, and memory stays bounded.
    */
-  private async pipelined(work: () => Promise<void>): Promise<void> {
+  private async pipelined(bytes: number, work: () => Promise<void>): Promise<void> {
     const current = this.serial(work);
     current.catch(() => {}); // surfaces at the next wait, see drain()
-    this.inFlight.push(current);
-    while (this.inFlight.length > IN_FLIGHT) await this.inFlight.shift();
+    this.inFlight.push({ done: current, bytes });
+    let total = 0;
+    for (const f of this.inFlight) total += f.bytes;
+    while (this.inFlight.length > IN_FLIGHT || (this.inFlight.length > 1 && total > IN_FLIGHT_BYTES)) {
+      const oldest = this.inFlight.shift()!;
+      total -= oldest.bytes;
+      await oldest.done;
+    }
   }
 
   /**
@@ -628,7 +637,7 @@ export class Applier {
   private async drain(): Promise<void> {
     const pending = this.inFlight;
     this.inFlight = [];
-    for (const p of pending) await p;
+    for (const p of pending) await p.done;
   }
 
   /** Each statement of a batch must have touched exactly its rows. */
