@@ -514,7 +514,11 @@ export class Migration {
             // Caught up with a group open: linger briefly for more transactions, then commit it.
             const more = await new Promise<boolean>((resolve) => {
               const t = setTimeout(() => resolve(false), GROUP_LINGER_MS);
-              this.wake = () => (clearTimeout(t), resolve(true));
+              this.wake = () => {
+                this.wake = null;
+                clearTimeout(t);
+                resolve(true);
+              };
             });
             // Caught up: commit durably, so the position is confirmed now rather than after the
             // next WAL writer round and durability poll (lag and a cutover's drain see it at once).
@@ -529,7 +533,12 @@ export class Migration {
             confirm(true);
             continue;
           }
-          await new Promise<void>((resolve) => (this.wake = resolve));
+          await new Promise<void>((resolve) => {
+            this.wake = () => {
+              this.wake = null; // one wake-up per wait: events arriving while the loop runs cost nothing here
+              resolve();
+            };
+          });
           continue;
         }
         flushedIdle = false;

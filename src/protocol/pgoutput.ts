@@ -117,21 +117,33 @@ function columnWhat(i: number, kind: number): string {
 
 const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
 
-/** Bounds-checked big-endian reader over one payload; every read names what it reads for the error. */
+/**
+ * Bounds-checked big-endian reader over one payload, which starts at `base` of `buf` and ends
+ * with it; every read names what it reads for the error. Positions are offsets in `buf`; errors
+ * report them from the payload's start.
+ */
 class Reader {
-  private pos = 1;
-  private readonly tag: string;
+  private pos: number;
 
-  constructor(private readonly buf: Buffer) {
-    this.tag = String.fromCharCode(buf[0] ?? 0);
+  constructor(
+    private readonly buf: Buffer,
+    private readonly base: number,
+  ) {
+    this.pos = base + 1;
   }
 
   get offset(): number {
     return this.pos;
   }
 
+  /** Where the payload (its tag byte) starts. */
+  get origin(): number {
+    return this.base;
+  }
+
   fail(what: string, at = this.pos): never {
-    throw new PgoutputDecodeError(`pgoutput '${this.tag}' message: ${what} at offset ${at}`, this.tag, at);
+    const tag = String.fromCharCode(this.buf[this.base] ?? 0);
+    throw new PgoutputDecodeError(`pgoutput '${tag}' message: ${what} at offset ${at - this.base}`, tag, at - this.base);
   }
 
   private take(n: number, what: string): number {
@@ -237,11 +249,15 @@ export class PgoutputDecoder {
     }
   }
 
-  /** @throws PgoutputDecodeError on an empty, truncated, overlong or unknown message. */
-  decode(payload: Buffer): PgoutputMessage {
-    if (payload.length === 0) throw new PgoutputDecodeError('pgoutput: empty message at offset 0', undefined, 0);
-    const r = new Reader(payload);
-    const msg = this.body(r, payload[0] ?? 0);
+  /**
+   * Decodes the payload that starts at `start` of `buf` and runs to its end (an offset rather than
+   * a view: one buffer object less per message on the hot path).
+   * @throws PgoutputDecodeError on an empty, truncated, overlong or unknown message.
+   */
+  decode(buf: Buffer, start = 0): PgoutputMessage {
+    if (buf.length <= start) throw new PgoutputDecodeError('pgoutput: empty message at offset 0', undefined, 0);
+    const r = new Reader(buf, start);
+    const msg = this.body(r, buf[start] ?? 0);
     r.end();
     if (msg.tag === 'streamStart') this.streaming = true;
     else if (msg.tag === 'streamStop') this.streaming = false;
@@ -255,9 +271,9 @@ export class PgoutputDecoder {
 
   private body(r: Reader, tag: number): PgoutputMessage {
     const streamTag = tag === Tag.StreamStart || tag === Tag.StreamStop || tag === Tag.StreamCommit || tag === Tag.StreamAbort;
-    if (streamTag && this.protoVersion < 2) r.fail('streaming message in protocol version 1', 0);
-    if (tag === Tag.StreamStop && !this.streaming) r.fail('Stream Stop without Stream Start', 0);
-    if (this.streaming && isTransactionControl(tag)) r.fail('not allowed inside a stream block', 0);
+    if (streamTag && this.protoVersion < 2) r.fail('streaming message in protocol version 1', r.origin);
+    if (tag === Tag.StreamStop && !this.streaming) r.fail('Stream Stop without Stream Start', r.origin);
+    if (this.streaming && isTransactionControl(tag)) r.fail('not allowed inside a stream block', r.origin);
 
     switch (tag) {
       case Tag.Begin:
@@ -357,7 +373,7 @@ export class PgoutputDecoder {
       case Tag.StreamAbort:
         return { tag: 'streamAbort', xid: r.u32('xid'), subXid: r.u32('subtransaction xid') };
       default:
-        return r.fail(`unknown message tag 0x${tag.toString(16)}`, 0);
+        return r.fail(`unknown message tag 0x${tag.toString(16)}`, r.origin);
     }
   }
 }

@@ -57,8 +57,7 @@ export class ReplicationStream {
       if (failure) return;
       try {
         if (chunk[0] === 0x77 && chunk.length >= 25) {
-          const payload = chunk.subarray(25);
-          onEvent({ kind: 'message', message: decoder.decode(payload), bytes: payload.length });
+          onEvent({ kind: 'message', message: decoder.decode(chunk, 25), bytes: chunk.length - 25 });
         } else if (chunk[0] === 0x6b && chunk.length >= 18) {
           onEvent({ kind: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] !== 0 });
         } else {

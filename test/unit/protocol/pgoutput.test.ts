@@ -187,6 +187,16 @@ describe('tuple data', () => {
     expect(() => decode1(neg)).toThrow(/negative column 0 text length -2 at offset 9/);
   });
 
+  it('decodes a payload that starts inside a larger buffer, reporting offsets from the payload', () => {
+    const header = Buffer.alloc(25, 0xee); // as XLogData's header would precede it
+    const good = msg('I').u32(1).char('N').u16(1).char('t').i32(2).raw(Buffer.from('hi')).build();
+    expect(new PgoutputDecoder(1).decode(Buffer.concat([header, good]), 25)).toEqual({ tag: 'insert', relationOid: 1, newTuple: ['hi'] });
+    const bad = msg('I').u32(1).char('N').u16(1).char('x').build();
+    expect(() => new PgoutputDecoder(1).decode(Buffer.concat([header, bad]), 25)).toThrow(/^pgoutput 'I' message: unknown column 0 kind 0x78 at offset 8$/);
+    expect(() => new PgoutputDecoder(1).decode(Buffer.concat([header, streamStart()]), 25)).toThrow(/protocol version 1 at offset 0/);
+    expect(() => new PgoutputDecoder(1).decode(header, 25)).toThrow(/empty message/);
+  });
+
   it('rejects an Insert without the N marker', () => {
     expect(() => decode1(msg('I').u32(1).char('K').tuple([]).build())).toThrow(PgoutputDecodeError);
   });
