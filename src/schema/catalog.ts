@@ -123,6 +123,8 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
       SELECT n.nspname AS schema, c.relname AS table, co.conname AS name, co.contype AS type, pg_catalog.pg_get_constraintdef(co.oid) AS def,
              co.convalidated AS validated, co.conislocal AND co.coninhcount = 0 AND co.conparentid = 0 AS local, c.relkind = 'p' AS "onPartitioned",
              coalesce((SELECT x.indisreplident FROM pg_catalog.pg_index x WHERE x.indexrelid = co.conindid AND co.contype IN ('p', 'u')), false) AS "replicaIdentity",
+             CASE WHEN co.contype IN ('p', 'u') THEN pg_catalog.pg_get_indexdef(co.conindid) END AS "indexDef",
+             CASE WHEN co.contype IN ('p', 'u') THEN (SELECT ic.relname FROM pg_catalog.pg_class ic WHERE ic.oid = co.conindid) END AS "indexName",
              CASE WHEN co.contype = 'f' THEN (SELECT json_build_object('schema', rn.nspname, 'name', rc.relname) FROM pg_catalog.pg_class rc
                 JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace WHERE rc.oid = co.confrelid) END AS "references",
              pg_catalog.obj_description(co.oid, 'pg_constraint') AS comment

@@ -1,5 +1,5 @@
 import { ident, literal } from '../pg/connection.js';
-import type { CatalogColumn, CatalogTable, Grant, SchemaCatalog } from './model.js';
+import type { CatalogColumn, CatalogConstraint, CatalogTable, Grant, SchemaCatalog } from './model.js';
 
 /** Pre-data runs before the initial copy, post-data after it (so that loading is fast). */
 export type SchemaPhase = 'pre-data' | 'post-data';
@@ -145,6 +145,15 @@ export function indexStatement(def: string, onPartitioned: boolean): string {
 }
 
 const REPLICA_IDENTITY: Record<string, string> = { d: 'DEFAULT', n: 'NOTHING', f: 'FULL' };
+
+/**
+ * A primary key or unique constraint built as a unique index, then attached with `USING INDEX`
+ * (what it means is unchanged). Not on a partitioned table (not supported there), nor with an
+ * index tablespace (the index definition does not carry it).
+ */
+function byIndex(c: CatalogConstraint): boolean {
+  return (c.type === 'p' || c.type === 'u') && !c.onPartitioned && c.indexDef !== null && c.indexName !== null && /^CREATE UNIQUE INDEX /.test(c.indexDef) && !c.def.includes(' TABLESPACE ');
+}
 
 /**
  * Turns a catalog into schema objects with their DDL, ordered as they must run. Pure: the same
@@ -314,6 +323,11 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       if (c.validated) {
         add({ key: `validation of ${key}`, label: `validation of ${label}`, phase: 'post-data', step: STEP.validate, mode: 'converge', statements: [`ALTER TABLE ${qname(c.schema, c.table)} VALIDATE CONSTRAINT ${ident(c.name)}`], details: { validated: 'true' }, table, ownTransaction: true });
       }
+    } else if (byIndex(c)) {
+      // The index first, under a SHARE lock (other indexes of the table build at the same time),
+      // then the constraint takes it over: a moment under ACCESS EXCLUSIVE, in its own transaction.
+      const statements = [c.indexDef!.replace(/^CREATE UNIQUE INDEX /, 'CREATE UNIQUE INDEX IF NOT EXISTS '), `ALTER TABLE ${on} ADD CONSTRAINT ${ident(c.name)} ${c.type === 'p' ? 'PRIMARY KEY' : 'UNIQUE'} USING INDEX ${ident(c.indexName!)}${/ DEFERRABLE( INITIALLY DEFERRED)?$/.exec(c.def)?.[0] ?? ''}`];
+      add({ key, label, phase: 'post-data', step: early ? STEP.primaryKey : STEP.constraint, mode: 'create', statements, details: { definition: c.def }, table, lock: { family: family(table), shared: true } });
     } else {
       const statement = `ALTER TABLE ${c.type === 'c' ? qname(c.schema, c.table) : on} ADD CONSTRAINT ${ident(c.name)} ${c.def}${c.validated ? '' : ' NOT VALID'}`;
       add({ key, label, phase: 'post-data', step: early ? STEP.primaryKey : STEP.constraint, mode: 'create', statements: [statement], details: { definition: c.def }, table, lock: { family: family(table), shared: false } });

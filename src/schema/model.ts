@@ -159,6 +159,9 @@ export interface CatalogConstraint {
   onPartitioned: boolean;
   /** The constraint's index is the table's replica identity (a UNIQUE constraint used as identity). */
   replicaIdentity: boolean;
+  /** A primary key's or unique constraint's index: `pg_get_indexdef` and its name (null for other kinds). */
+  indexDef: string | null;
+  indexName: string | null;
   /** The referenced table of a foreign key. */
   references: { schema: string; name: string } | null;
   comment: string | null;

@@ -48,8 +48,8 @@ describe('schema DDL (pure)', () => {
       extensions: [{ name: 'citext', schema: 'public', version: '1.6' }],
       tables: [table('Sales', 'Orders', [col('id', 'integer', { notNull: true }), col('customer', 'integer')])],
       constraints: [
-        { schema: 'Sales', table: 'Orders', name: 'Orders_pkey', type: 'p', def: 'PRIMARY KEY (id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: null, comment: null },
-        { schema: 'Sales', table: 'Orders', name: 'fk', type: 'f', def: 'FOREIGN KEY (customer) REFERENCES "Sales"."Customers"(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: { schema: 'Sales', name: 'Customers' }, comment: null },
+        { schema: 'Sales', table: 'Orders', name: 'Orders_pkey', type: 'p', def: 'PRIMARY KEY (id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, indexDef: 'CREATE UNIQUE INDEX "Orders_pkey" ON "Sales"."Orders" USING btree (id)', indexName: 'Orders_pkey', references: null, comment: null },
+        { schema: 'Sales', table: 'Orders', name: 'fk', type: 'f', def: 'FOREIGN KEY (customer) REFERENCES "Sales"."Customers"(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, indexDef: null, indexName: null, references: { schema: 'Sales', name: 'Customers' }, comment: null },
       ],
     }));
     const plan = planSchema(built, null, null);
@@ -59,8 +59,13 @@ describe('schema DDL (pure)', () => {
     const post = plan.postData;
     // Keys are built after the data, like every other index, and before the foreign keys that need them.
     expect(pre.some((s) => s.includes('PRIMARY KEY'))).toBe(false);
-    const pkey = post.findIndex((o) => o.statements[0] === 'ALTER TABLE ONLY "Sales"."Orders" ADD CONSTRAINT "Orders_pkey" PRIMARY KEY (id)');
-    expect(pkey).toBeGreaterThanOrEqual(0);
+    // As a unique index (built beside the table's other indexes), then attached as the key.
+    const pkey = post.findIndex((o) => o.key === 'constraint "Orders_pkey" on table "Sales"."Orders"');
+    expect(post[pkey]!.statements).toEqual([
+      'CREATE UNIQUE INDEX IF NOT EXISTS "Orders_pkey" ON "Sales"."Orders" USING btree (id)',
+      'ALTER TABLE ONLY "Sales"."Orders" ADD CONSTRAINT "Orders_pkey" PRIMARY KEY USING INDEX "Orders_pkey"',
+    ]);
+    expect(post[pkey]!.lock).toEqual({ family: 'table "Sales"."Orders"', shared: true });
     expect(post.findIndex((o) => o.statements[0]!.endsWith('NOT VALID'))).toBeGreaterThan(pkey);
     const fk = post.findIndex((o) => o.statements[0]!.endsWith('NOT VALID'));
     const validate = post.findIndex((o) => o.statements[0] === 'ALTER TABLE "Sales"."Orders" VALIDATE CONSTRAINT "fk"');
@@ -116,7 +121,7 @@ describe('schema DDL (pure)', () => {
   it('narrows to --tables: partitions follow their parent, foreign keys to other tables and views are left out', () => {
     const full = catalog({
       tables: [table('public', 'a', []), table('public', 'b', []), table('public', 'a_1', [], { partitionOf: { schema: 'public', name: 'a', bound: 'DEFAULT' } })],
-      constraints: [{ schema: 'public', table: 'a', name: 'a_b', type: 'f', def: 'FOREIGN KEY (x) REFERENCES public.b(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: { schema: 'public', name: 'b' }, comment: null }],
+      constraints: [{ schema: 'public', table: 'a', name: 'a_b', type: 'f', def: 'FOREIGN KEY (x) REFERENCES public.b(id)', validated: true, local: true, onPartitioned: false, replicaIdentity: false, indexDef: null, indexName: null, references: { schema: 'public', name: 'b' }, comment: null }],
     });
     const { catalog: scoped, notes } = scopeCatalog(full, [{ schema: 'public', name: 'a' }]);
     expect(scoped.tables.map((t) => t.name)).toEqual(['a', 'a_1']);
@@ -124,8 +129,8 @@ describe('schema DDL (pure)', () => {
     expect(notes[0]).toContain('references "public"."b"');
   });
 
-  it('marks what may run on parallel sessions: indexes share their family\'s lock, constraints and ANALYZE run alone, foreign keys not at all', () => {
-    const con = (tbl: string, name: string, type: 'u' | 'c' | 'f' | 'p', def: string) => ({ schema: 'public', table: tbl, name, type, def, validated: true, local: true, onPartitioned: false, replicaIdentity: false, references: type === 'f' ? { schema: 'public', name: 'a' } : null, comment: null });
+  it('marks what may run on parallel sessions: indexes and keys built as indexes share their family\'s lock, other constraints and ANALYZE run alone, foreign keys not at all', () => {
+    const con = (tbl: string, name: string, type: 'u' | 'c' | 'f' | 'p', def: string, indexDef: string | null = null) => ({ schema: 'public', table: tbl, name, type, def, validated: true, local: true, onPartitioned: false, replicaIdentity: false, indexDef, indexName: indexDef ? name : null, references: type === 'f' ? { schema: 'public', name: 'a' } : null, comment: null });
     const idx = (tbl: string, name: string) => ({ schema: 'public', table: tbl, name, def: `CREATE INDEX ${name} ON public.${tbl} USING btree (id)`, primary: false, replicaIdentity: false, constraintBacked: false, inherited: false, onPartitioned: false, comment: null });
     const built = buildSchema(catalog({
       tables: [
@@ -136,16 +141,26 @@ describe('schema DDL (pure)', () => {
         table('public', 'kid', [col('id', 'integer')], { inherits: [{ schema: 'public', name: 'a' }] }),
       ],
       indexes: [idx('a', 'a_i'), idx('p_1_1', 'p_1_1_i'), idx('kid', 'kid_i')],
-      constraints: [con('a', 'a_pkey', 'p', 'PRIMARY KEY (id)'), con('a', 'a_u', 'u', 'UNIQUE (id)'), con('a', 'a_c', 'c', 'CHECK (id > 0)'), con('kid', 'kid_a', 'f', 'FOREIGN KEY (id) REFERENCES public.a(id)')],
+      constraints: [
+        con('a', 'a_pkey', 'p', 'PRIMARY KEY (id)', 'CREATE UNIQUE INDEX a_pkey ON public.a USING btree (id)'),
+        con('a', 'a_u', 'u', 'UNIQUE (id) DEFERRABLE INITIALLY DEFERRED', 'CREATE UNIQUE INDEX a_u ON public.a USING btree (id)'),
+        con('a', 'a_t', 'u', 'UNIQUE (id) USING INDEX TABLESPACE fast', 'CREATE UNIQUE INDEX a_t ON public.a USING btree (id)'),
+        con('a', 'a_c', 'c', 'CHECK (id > 0)'),
+        con('kid', 'kid_a', 'f', 'FOREIGN KEY (id) REFERENCES public.a(id)'),
+      ],
     }));
     const lockOf = (key: string) => built.objects.find((o) => o.key === key)!.lock;
     const a = 'table "public"."a"';
     expect(lockOf('index "public"."a_i"')).toEqual({ family: a, shared: true });
     expect(lockOf('index "public"."p_1_1_i"')).toEqual({ family: 'table "public"."p"', shared: true });
     expect(lockOf('index "public"."kid_i"')).toEqual({ family: a, shared: true });
-    expect(lockOf(`constraint "a_u" on ${a}`)).toEqual({ family: a, shared: false });
+    expect(lockOf(`constraint "a_u" on ${a}`)).toEqual({ family: a, shared: true });
+    expect(built.objects.find((o) => o.key === `constraint "a_u" on ${a}`)!.statements[1]).toBe('ALTER TABLE ONLY "public"."a" ADD CONSTRAINT "a_u" UNIQUE USING INDEX "a_u" DEFERRABLE INITIALLY DEFERRED');
+    // An index tablespace is not in the index definition: built the ordinary way, alone.
+    expect(lockOf(`constraint "a_t" on ${a}`)).toEqual({ family: a, shared: false });
+    expect(built.objects.find((o) => o.key === `constraint "a_t" on ${a}`)!.statements).toEqual(['ALTER TABLE ONLY "public"."a" ADD CONSTRAINT "a_t" UNIQUE (id) USING INDEX TABLESPACE fast']);
     expect(lockOf(`constraint "a_c" on ${a}`)).toEqual({ family: a, shared: false });
-    expect(lockOf(`constraint "a_pkey" on ${a}`)).toEqual({ family: a, shared: false });
+    expect(lockOf(`constraint "a_pkey" on ${a}`)).toEqual({ family: a, shared: true });
     expect(lockOf('constraint "kid_a" on table "public"."kid"')).toBeUndefined();
     expect(lockOf('validation of constraint "kid_a" on table "public"."kid"')).toBeUndefined();
     expect(lockOf(`analyze table "public"."kid"`)).toEqual({ family: 'table "public"."kid"', shared: false });
