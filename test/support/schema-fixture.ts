@@ -39,7 +39,8 @@ CREATE TABLE public.orders (
   qty int CHECK (qty > 0),
   total numeric GENERATED ALWAYS AS (qty * 2) STORED,
   note varchar(40),
-  CONSTRAINT orders_note_unique UNIQUE (note)
+  CONSTRAINT orders_note_unique UNIQUE (note),
+  CONSTRAINT orders_customer_id UNIQUE (customer_id, id) INCLUDE (qty) WITH (fillfactor = 80) DEFERRABLE INITIALLY DEFERRED
 );
 CREATE INDEX orders_lower_note ON public.orders (lower(note)) WHERE note IS NOT NULL;
 GRANT SELECT, INSERT ON public.orders TO pgferry_reader_role;
