@@ -44,6 +44,7 @@ export class ReplicationStream {
     const decoder = new PgoutputDecoder(1);
     let failure: unknown = null;
     const fail = (err: unknown): void => {
+      if (failure) return;
       failure = err;
       void this.service.stop();
     };
