@@ -215,8 +215,8 @@ export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; 
  * Builds a table's own indexes and primary key, unique, check and exclusion constraints as soon
  * as its copy is done, on one extra target session, while other tables are still copying;
  * post-data then finds them built and skips them (and builds what this did not get to). Foreign
- * keys, `ANALYZE` and everything else wait for post-data. An object is built at most once per
- * builder (a copy started again keeps them).
+ * keys, `ANALYZE`, objects that call a function post-data creates, and everything else wait for
+ * post-data. An object is built at most once per builder (a copy started again keeps them).
  */
 export class EarlyIndexBuilder {
   private readonly byTable = new Map<string, SchemaObject[]>();
@@ -231,8 +231,16 @@ export class EarlyIndexBuilder {
     private readonly connect: () => Promise<pg.Client>,
     private readonly log: Logger,
   ) {
+    // Functions post-data creates (after the copy): an expression index or a check constraint
+    // that calls one must wait for post-data too. Matched by name, so a false match only means a
+    // later build.
+    const functions = plan.postData.flatMap((o) => {
+      const m = /^(?:function|procedure) .*?\."((?:[^"]|"")*)"\(/.exec(o.key);
+      return m ? [m[1]!.replace(/""/g, '"')] : [];
+    });
+    const callsPostDataFunction = (o: SchemaObject): boolean => o.statements.some((sql) => functions.some((f) => sql.includes(`${f}(`) || sql.includes(`"${f.replace(/"/g, '""')}"(`)));
     for (const o of plan.postData) {
-      if (!o.lock || !o.table || o.key.startsWith('analyze ')) continue;
+      if (!o.lock || !o.table || o.key.startsWith('analyze ') || callsPostDataFunction(o)) continue;
       const list = this.byTable.get(o.table) ?? [];
       list.push(o);
       this.byTable.set(o.table, list);

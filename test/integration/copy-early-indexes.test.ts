@@ -51,3 +51,37 @@ describe('indexes built while other tables copy', () => {
     await waitForIdentical(db.source, db.target, ['fast', 'slow']);
   });
 });
+
+/**
+ * An expression index and a check constraint that call a user function: the function is created
+ * in post-data, so a table's early build must not run before it exists.
+ */
+describe('early builds and user functions', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('earlyfn');
+    await db.source.query(`
+      CREATE FUNCTION public.norm(t text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT lower(t) $$;
+      CREATE TABLE public.uses_fn (id int PRIMARY KEY, v text NOT NULL, CONSTRAINT not_x CHECK (public.norm(v) <> 'x'));
+      CREATE INDEX uses_fn_norm ON public.uses_fn (public.norm(v));
+      INSERT INTO public.uses_fn SELECT g, 'V' || g FROM generate_series(1, 1000) g;`);
+  });
+
+  afterAll(async () => {
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('copies the table, then builds its index and check constraint once the function exists', async () => {
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` });
+    await waitFor(() => app!.status.phase === 'streaming' || app!.status.phase === 'failed', 'the copy to end');
+    if (app.status.phase === 'failed') await app.done; // rejects with the reason
+    expect(app.status.phase).toBe('streaming');
+    const { rows } = await db.target.query<{ name: string }>(`SELECT indexname AS name FROM pg_indexes WHERE tablename = 'uses_fn' ORDER BY 1`);
+    expect(rows.map((r) => r.name)).toEqual(['uses_fn_norm', 'uses_fn_pkey']);
+    await db.source.query(`UPDATE public.uses_fn SET v = 'W' WHERE id <= 3`);
+    await waitForIdentical(db.source, db.target, ['uses_fn']);
+  });
+});
