@@ -24,6 +24,9 @@ export function assertNoConflicts(plan: SchemaPlan): void {
   if (plan.conflicts.length > 0) throw new SchemaError(plan.conflicts.join('\n'));
 }
 
+/** How often {@link EarlyIndexBuilder.finish} looks whether the build it waits for is waiting for a lock. */
+const LOCK_CHECK_MS = 200;
+
 /** Target sessions post-data uses by default for the statements that may run at once. */
 export const DEFAULT_SCHEMA_PARALLEL = 4;
 
@@ -225,6 +228,8 @@ export class EarlyIndexBuilder {
   private failure: { err: unknown } | null = null;
   private session: pg.Client | null = null;
   private closed = false;
+  /** finish() cancelled the build running then (it was waiting for a lock). */
+  private cancelled = false;
 
   constructor(
     plan: SchemaPlan,
@@ -265,18 +270,45 @@ export class EarlyIndexBuilder {
       try {
         await applySchemaObjects(this.session, 'post-data', objects, { log: this.log });
       } catch (err) {
-        this.failure ??= { err };
+        // Cancelled by finish() while waiting for a lock: post-data builds what is left.
+        if (!this.cancelled) this.failure ??= { err };
       }
     });
   }
 
   /**
    * Once the copy is done: waits for the build running now and starts no more (post-data builds
-   * the rest on its parallel sessions); throws the first failure.
+   * the rest on its parallel sessions); throws the first failure. A build found waiting for a
+   * lock (another session's, on the target) is cancelled and left to post-data, which builds in
+   * parallel and stops everything on the first failure: waiting here could last for ever.
    */
   async finish(): Promise<void> {
     this.closed = true;
-    await this.chain;
+    let settled = false;
+    const done = this.chain.then(() => {
+      settled = true;
+    });
+    let watcher: pg.Client | null = null;
+    try {
+      while (!settled) {
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, LOCK_CHECK_MS))]);
+        const pid = (this.session as { processID?: number } | null)?.processID;
+        if (settled || this.cancelled || !pid) continue;
+        try {
+          watcher ??= await this.connect();
+          const { rows } = await watcher.query<{ waiting: boolean }>(`SELECT wait_event_type = 'Lock' AS waiting FROM pg_catalog.pg_stat_activity WHERE pid = $1`, [pid]);
+          if (rows[0]?.waiting && !settled) {
+            this.cancelled = true;
+            this.log.warn({ pid }, 'schema copy: an index build during the copy is waiting for a lock on the target; cancelled, post-data builds it');
+            await watcher.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]);
+          }
+        } catch {
+          // No session to look with: keep waiting, as before.
+        }
+      }
+    } finally {
+      await watcher?.end().catch(() => {});
+    }
     if (this.failure) throw this.failure.err;
   }
 

@@ -85,3 +85,53 @@ describe('early builds and user functions', () => {
     await waitForIdentical(db.source, db.target, ['uses_fn']);
   });
 });
+
+/**
+ * When the copy ends while the early builder waits for a lock on one table, its build is
+ * cancelled and left to post-data, which builds the other tables' indexes meanwhile. `held`
+ * copies first (it is tiny) but its key cannot be built: the test holds SHARE UPDATE EXCLUSIVE on
+ * it (COPY's ROW EXCLUSIVE passes, an index build's SHARE waits). `free` must get its key and
+ * index meanwhile (without the cancel, the builder would wait for `held` for ever).
+ */
+describe('an early build waiting for a lock is left to post-data', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+  let blocker: pg.Client | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('handover');
+    await db.source.query(`
+      CREATE TABLE public.held (id int PRIMARY KEY, v text NOT NULL);
+      CREATE TABLE public.free (id int PRIMARY KEY, v text NOT NULL);
+      CREATE INDEX free_v ON public.free (v);
+      INSERT INTO public.held SELECT g, 'v' || g FROM generate_series(1, 10) g;
+      INSERT INTO public.free SELECT g, repeat('v', 200) || g FROM generate_series(1, 50000) g;`);
+    await db.target.query(`CREATE TABLE public.held (id int NOT NULL, v text NOT NULL)`);
+  });
+
+  afterAll(async () => {
+    await blocker?.end().catch(() => {});
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('builds the other table\'s key and index while one table\'s build is blocked, then ends identical', async () => {
+    blocker = new pg.Client({ connectionString: db.targetUrl });
+    await blocker.connect();
+    await blocker.query('BEGIN; LOCK TABLE public.held IN SHARE UPDATE EXCLUSIVE MODE');
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, copyWorkers: '2' });
+    const indexes = async (table: string): Promise<string[]> =>
+      (await db.target.query<{ name: string }>(`SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY 1`, [table])).rows.map((r) => r.name);
+    await waitFor(async () => (await indexes('free')).length === 2, 'free indexed');
+    expect(await indexes('free')).toEqual(['free_pkey', 'free_v']);
+    expect(app.status.tables.get('public.free')?.state).toBe('copied');
+    // held's key is still waiting for the lock: the copy phase has not ended.
+    expect(await indexes('held')).toEqual([]);
+    expect(app.status.phase).toBe('snapshot');
+    await blocker.query('COMMIT');
+    await waitFor(() => app!.status.phase === 'streaming', 'streaming');
+    expect(await indexes('held')).toEqual(['held_pkey']);
+    await db.source.query(`UPDATE public.held SET v = 'changed' WHERE id <= 5; DELETE FROM public.free WHERE id <= 10`);
+    await waitForIdentical(db.source, db.target, ['held', 'free']);
+  });
+});
