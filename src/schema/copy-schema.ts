@@ -293,13 +293,14 @@ export class EarlyIndexBuilder {
       while (!settled) {
         await Promise.race([done, new Promise((resolve) => setTimeout(resolve, LOCK_CHECK_MS))]);
         const pid = (this.session as { processID?: number } | null)?.processID;
-        if (settled || this.cancelled || !pid) continue;
+        if (settled || !pid) continue;
         try {
           watcher ??= await this.connect();
           const { rows } = await watcher.query<{ waiting: boolean }>(`SELECT wait_event_type = 'Lock' AS waiting FROM pg_catalog.pg_stat_activity WHERE pid = $1`, [pid]);
           if (rows[0]?.waiting && !settled) {
+            // Again while it still waits: a cancel that reaches the session between statements is lost.
+            if (!this.cancelled) this.log.warn({ pid }, 'schema copy: an index build during the copy is waiting for a lock on the target; cancelled, post-data builds it');
             this.cancelled = true;
-            this.log.warn({ pid }, 'schema copy: an index build during the copy is waiting for a lock on the target; cancelled, post-data builds it');
             await watcher.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]);
           }
         } catch {
