@@ -13,7 +13,7 @@ import { ReplicationStream, type StreamEvent } from './source/replication-stream
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
 import { preflightTarget } from './apply/preflight.js';
-import { EarlyIndexBuilder, copySchemaPhase } from './schema/copy-schema.js';
+import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
 import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
@@ -90,6 +90,10 @@ export class Migration {
   private snapshotLsns = new Map<number, Lsn>();
   /** Settles when {@link run} has returned. */
   private idle: Promise<void> = Promise.resolve();
+  /** Schema copy's last step, beside streaming (see {@link finishSchema}); settles, never rejects. */
+  private finishing: Promise<void> = Promise.resolve();
+  /** Backend of the target session {@link finishing} runs statements on. */
+  private finishingPid: number | null = null;
 
   constructor(
     private readonly settings: Settings,
@@ -123,6 +127,7 @@ export class Migration {
     }
     if (this.stopping) return;
     this.startMonitor();
+    this.finishSchema();
     let delay = 1_000;
     while (!this.stopping) {
       const started = Date.now();
@@ -179,6 +184,74 @@ export class Migration {
       clearTimeout(force);
     }
     await this.closeMonitor();
+    await this.stopFinishing();
+  }
+
+  /**
+   * Runs schema copy's last step ({@link finishSchemaWhileStreaming}: foreign-key validation,
+   * ANALYZE) beside streaming, after the initial copy and at each start until it has succeeded.
+   * Connection problems are retried; any other failure is kept in `status.schemaFinishing`, where
+   * a cutover finds it. Never touches the applied or confirmed positions.
+   */
+  private finishSchema(): void {
+    if (!this.settings.schemaCopy) return;
+    const state: NonNullable<MigrationStatus['schemaFinishing']> = { state: 'running', error: null };
+    this.status.schemaFinishing = state;
+    this.finishing = (async () => {
+      for (let delay = 1_000; !this.stopping; delay = Math.min(delay * 2, 30_000)) {
+        let source: pg.Client | null = null;
+        let target: pg.Client | null = null;
+        try {
+          source = await connectClient(this.source(), 'source');
+          target = await connectClient(this.target(), 'target');
+          this.finishingPid = (target as unknown as { processID: number | null }).processID;
+          const started = Date.now();
+          const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal });
+          if (this.stopping) return;
+          state.state = 'done';
+          if (objects > 0) this.log.info({ objects, ms: Date.now() - started }, 'schema copy: foreign keys validated and tables analyzed while streaming');
+          return;
+        } catch (err) {
+          if (this.stopping) return;
+          if (!isConnectionError(err)) {
+            state.state = 'failed';
+            state.error = describeError(err);
+            this.log.error({ err }, 'schema copy: the last step (foreign-key validation, ANALYZE) failed; a cutover is refused until it succeeds at a later start');
+            return;
+          }
+          this.log.warn({ err, retryInMs: delay }, 'schema copy: the last step lost its connection; retrying');
+        } finally {
+          this.finishingPid = null;
+          await source?.end().catch(() => {});
+          await target?.end().catch(() => {});
+        }
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          this.aborted.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+        });
+      }
+    })();
+  }
+
+  /** Cancels the statement schema copy's last step is running (again until it has ended: a cancel between statements is lost) and waits for it. */
+  private async stopFinishing(): Promise<void> {
+    let settled = false;
+    const done = this.finishing.then(() => {
+      settled = true;
+    });
+    let helper: pg.Client | null = null;
+    try {
+      while (!settled) {
+        const pid = this.finishingPid;
+        if (pid !== null) {
+          helper ??= await connectClient(this.target(), 'target').catch(() => null);
+          await helper?.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]).catch(() => {});
+        }
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 200))]);
+      }
+    } finally {
+      await helper?.end().catch(() => {});
+    }
   }
 
   /** Ends the run with `err` (a problem no retry can fix), stopping the replication session. */

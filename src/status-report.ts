@@ -12,6 +12,7 @@ export interface StatusDocument {
   changesApplied?: number;
   changesPerSecond?: number | null;
   lastError?: string | null;
+  schemaFinishing?: { state?: string; error?: string | null } | null;
   startedAt?: string;
   connected?: { source?: boolean; target?: boolean };
   slot?: { retainedWalBytes?: number | null; walStatus?: string | null; retentionWarningBytes?: number | null };
@@ -62,6 +63,9 @@ export function formatStatusReport(s: StatusDocument): string {
     lines.push(['slot', `retains ${retained} of source WAL${limit}, wal_status ${s.slot.walStatus ?? 'unknown'}${over}`]);
   }
   if (s.connected) lines.push(['connected', `source ${s.connected.source ? 'yes' : 'no'}, target ${s.connected.target ? 'yes' : 'no'}`]);
+  if (s.schemaFinishing && s.schemaFinishing.state !== 'done') {
+    lines.push(['schema', s.schemaFinishing.state === 'failed' ? `last step FAILED: ${s.schemaFinishing.error ?? 'unknown'}` : 'validating foreign keys and analyzing tables (a cutover waits for it)']);
+  }
   lines.push(['last error', s.lastError ?? 'none']);
   let out = lines.map(([k, v]) => `${k.padEnd(11)} ${v}\n`).join('');
 

@@ -43,6 +43,11 @@ export class MigrationStatus {
   readonly estimatedRows = new Map<string, number>();
   /** The current or last cutover (steps, write-blocked window); null before the first. */
   cutover: CutoverState | null = null;
+  /**
+   * Schema copy's last step, run while streaming (foreign-key validation, ANALYZE): null without
+   * schema copy or before streaming; a cutover waits for `done`. `failed` carries the error.
+   */
+  schemaFinishing: { state: 'running' | 'done' | 'failed'; error: string | null } | null = null;
   private readonly samples: { at: number; changes: number; rows: Map<string, number> }[] = [];
 
   /** Records a sample for the rates below; called about once a second. Keeps {@link RATE_WINDOW_MS}. */
@@ -112,6 +117,7 @@ export function statusJson(s: MigrationStatus): Record<string, unknown> {
     changesApplied: s.changesApplied,
     changesPerSecond: changesPerSecond === null ? null : Math.round(changesPerSecond * 10) / 10,
     lastError: s.lastError,
+    schemaFinishing: s.schemaFinishing === null ? null : { ...s.schemaFinishing },
     startedAt: s.startedAt.toISOString(),
     connected: { ...s.connected },
     slot: { retainedWalBytes: s.slotRetainedBytes, walStatus: s.slotWalStatus, retentionWarningBytes: s.slotRetentionWarningBytes },

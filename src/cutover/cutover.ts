@@ -98,6 +98,17 @@ export class Cutover {
       const t = target;
       const { tables } = await listSourceTables(s, settings.tables);
 
+      // Before the fence, so that waiting costs the applications nothing.
+      await this.step(state, 'schema', c.lagTimeoutMs, async (signal) => {
+        for (;;) {
+          const f = status.schemaFinishing;
+          if (f === null || f.state === 'done') return f === null ? 'no schema copy' : 'foreign keys validated, tables analyzed';
+          if (f.state === 'failed') throw new PgferryError(ErrorCodes.CUTOVER, `schema copy's last step failed (${f.error ?? 'unknown'}); fix the target and restart pgferry (it runs the step again), then retry the cutover`);
+          if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, 'schema copy is still validating foreign keys and analyzing tables on the target; retry when GET /status shows schemaFinishing done, or raise cutoverLagTimeout');
+          await pause(100);
+        }
+      });
+
       await this.step(state, 'lag', c.lagTimeoutMs, async (signal) => {
         for (;;) {
           const bytes = lagBytes(status);

@@ -32,6 +32,15 @@ export const DEFAULT_SCHEMA_PARALLEL = 4;
 
 const SESSION_SETUP = `SET search_path = ''; SET check_function_bodies = off`;
 
+/**
+ * With several builds at once (post-data's sessions, or the early builder beside the copy) the
+ * target's cores are already busy, and a build's own parallel workers cost more CPU than they save
+ * (measured on 2 cores, 500k rows: a bigint key 270 CPU-ms serial, 530 with two workers). Turned
+ * off there, back to the server's value otherwise; a value set in the connection URL is kept.
+ */
+const serialBuilds = (on: boolean): string =>
+  `SELECT pg_catalog.set_config(name, ${on ? `'0'` : 'reset_val'}, false) FROM pg_catalog.pg_settings WHERE name = 'max_parallel_maintenance_workers' AND source <> 'client'`;
+
 /** How {@link applySchemaObjects} runs. */
 export interface ApplyOptions {
   log?: Logger;
@@ -50,7 +59,9 @@ async function runObject(session: pg.Client, o: SchemaObject, log?: Logger): Pro
       throw new SchemaError(`target: cannot create ${o.label} (${describeError(err)}); fix the target, or start with --schema-copy=false and create the schema yourself`, err);
     }
   }
-  if (Date.now() - started > 5_000) log?.info({ object: o.label, ms: Date.now() - started }, 'schema object created');
+  const ms = Date.now() - started;
+  if (ms > 5_000) log?.info({ object: o.label, ms }, 'schema object created');
+  else log?.debug({ object: o.label, ms }, 'schema object created');
 }
 
 /**
@@ -107,12 +118,13 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
         }
         const sessions = [target, ...extra].slice(0, Math.min(parallel, run.length));
         log?.info({ objects: run.length, sessions: sessions.length }, 'schema copy: post-data objects that may run at once');
+        for (const session of sessions) await session.query(serialBuilds(sessions.length > 1));
         await runConcurrently(sessions, run, opts);
         i = end;
       }
     }
   } finally {
-    await target.query('RESET search_path; RESET check_function_bodies').catch(() => {});
+    await target.query(`RESET search_path; RESET check_function_bodies; ${serialBuilds(false)}`).catch(() => {});
     for (const session of extra) await session.end().catch(() => {});
   }
   log?.info({ phase, objects: objects.length }, `schema copy: ${phase} applied`);
@@ -210,8 +222,34 @@ export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; 
   const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
   assertNoConflicts(plan);
   if (opts.phase === 'pre-data') for (const note of plan.notes) opts.log.warn({ note }, 'schema copy: not copied');
-  await applySchemaObjects(opts.target, opts.phase, opts.phase === 'pre-data' ? plan.preData : plan.postData, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
+  const objects = opts.phase === 'pre-data' ? plan.preData : plan.postData.filter((o) => !o.whileStreaming);
+  await applySchemaObjects(opts.target, opts.phase, objects, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
   return plan;
+}
+
+/**
+ * Schema copy's last step, run by `pgferry start` once streaming has started (again at each start
+ * until it has succeeded): the post-data objects marked {@link SchemaObject.whileStreaming}, one
+ * at a time on `target`, so apply keeps the other cores. Foreign keys still NOT VALID are
+ * validated; tables never analyzed on the target (manually or by autovacuum) are analyzed.
+ * Starts nothing more once `signal` is aborted (the caller cancels the statement running).
+ * Returns how many objects were planned.
+ */
+export async function finishSchemaWhileStreaming(opts: { source: pg.Client; target: pg.Client; tables: TableName[]; log: Logger; signal: AbortSignal }): Promise<number> {
+  const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
+  const { rows } = await opts.target.query<{ schema: string; name: string }>(
+    `SELECT schemaname AS schema, relname AS name FROM pg_catalog.pg_stat_user_tables WHERE last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL`,
+  );
+  const analyzed = new Set(rows.map((r) => `table ${qname(r.schema, r.name)}`));
+  // A foreign key the target lacks altogether (schema copy turned on after the copy) is not validated.
+  const missing = new Set(plan.postData.map((o) => `validation of ${o.key}`));
+  const objects = plan.postData.filter((o) => o.whileStreaming && !missing.has(o.key) && !(o.key.startsWith('analyze ') && analyzed.has(o.table ?? '')));
+  await opts.target.query(SESSION_SETUP);
+  for (const o of objects) {
+    if (opts.signal.aborted) break;
+    await runObject(opts.target, o, opts.log);
+  }
+  return objects.length;
 }
 
 /**
@@ -245,7 +283,7 @@ export class EarlyIndexBuilder {
     });
     const callsPostDataFunction = (o: SchemaObject): boolean => o.statements.some((sql) => functions.some((f) => sql.includes(`${f}(`) || sql.includes(`"${f.replace(/"/g, '""')}"(`)));
     for (const o of plan.postData) {
-      if (!o.lock || !o.table || o.key.startsWith('analyze ') || callsPostDataFunction(o)) continue;
+      if (!o.lock || !o.table || o.whileStreaming || callsPostDataFunction(o)) continue;
       const list = this.byTable.get(o.table) ?? [];
       list.push(o);
       this.byTable.set(o.table, list);
@@ -257,27 +295,34 @@ export class EarlyIndexBuilder {
     const objects = (this.byTable.get(`table ${qname(table.schema, table.name)}`) ?? []).filter((o) => !this.built.has(o.key));
     if (objects.length === 0) return;
     for (const o of objects) this.built.add(o.key);
-    this.chain = this.chain.then(async () => {
-      if (this.failure || this.closed) return;
-      try {
-        this.session ??= await this.connect();
-      } catch (err) {
-        // A target short of connections builds everything in post-data: later, not wrong.
-        this.closed = true;
-        this.log.warn({ err: describeError(err) }, 'schema copy: cannot open a session to build indexes during the copy; building them after it');
-        return;
+    // One link per object: once the copy is done, finish() waits for the build running then only,
+    // and post-data builds the rest of the table's objects in parallel.
+    for (const o of objects) this.chain = this.chain.then(() => this.build(o));
+  }
+
+  private async build(o: SchemaObject): Promise<void> {
+    if (this.failure || this.closed) return;
+    try {
+      if (!this.session) {
+        this.session = await this.connect();
+        await this.session.query(`${SESSION_SETUP}; ${serialBuilds(true)}`);
       }
-      try {
-        await applySchemaObjects(this.session, 'post-data', objects, { log: this.log });
-      } catch (err) {
-        // Cancelled by finish() while waiting for a lock: post-data builds what is left.
-        if (!this.cancelled) this.failure ??= { err };
-      }
-    });
+    } catch (err) {
+      // A target short of connections builds everything in post-data: later, not wrong.
+      this.closed = true;
+      this.log.warn({ err: describeError(err) }, 'schema copy: cannot open a session to build indexes during the copy; building them after it');
+      return;
+    }
+    try {
+      await runObject(this.session, o, this.log);
+    } catch (err) {
+      // Cancelled by finish() while waiting for a lock: post-data builds what is left.
+      if (!this.cancelled) this.failure ??= { err };
+    }
   }
 
   /**
-   * Once the copy is done: waits for the build running now and starts no more (post-data builds
+   * Once the copy is done: waits for the object being built now and starts no more (post-data builds
    * the rest on its parallel sessions); throws the first failure. A build found waiting for a
    * lock (another session's, on the target) is cancelled and left to post-data, which builds in
    * parallel and stops everything on the first failure: waiting here could last for ever.

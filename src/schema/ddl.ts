@@ -43,8 +43,12 @@ export interface SchemaObject {
    * object's other aspects (a view's columns and their types) are always compared.
    */
   loose?: string[];
-  /** Runs in a transaction of its own (VALIDATE CONSTRAINT: it takes only a SHARE UPDATE EXCLUSIVE lock). */
-  ownTransaction?: boolean;
+  /**
+   * Post-data objects that run once streaming has started, before a cutover (foreign-key
+   * validation, ANALYZE): apply needs neither, they change no rows and no table's shape, and
+   * their locks do not block apply's row writes.
+   */
+  whileStreaming?: boolean;
   /**
    * Set on post-data objects that depend on nothing else of their step and may run on parallel
    * sessions (indexes, non-foreign-key constraints, ANALYZE). `family` is the key of the table whose
@@ -296,7 +300,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     comment(key, `TABLE ${name}`, t.comment, key);
     for (const c of t.columns) comment(`column ${ident(c.name)} of ${key}`, `COLUMN ${name}.${ident(c.name)}`, c.isLocal || !t.partitionOf ? c.comment : null, key);
     ownership(key, `TABLE ${name}`, t.owner, `TABLE ${name}`, t.grants, key);
-    if (!t.partitionOf) add({ key: `analyze ${key}`, label: `ANALYZE ${key}`, phase: 'post-data', step: STEP.analyze, mode: 'always', statements: [`ANALYZE ${name}`], details: {}, table: key, lock: { family: key, shared: false } });
+    if (!t.partitionOf) add({ key: `analyze ${key}`, label: `ANALYZE ${key}`, phase: 'post-data', step: STEP.analyze, mode: 'always', statements: [`ANALYZE ${name}`], details: {}, table: key, lock: { family: key, shared: false }, whileStreaming: true });
   }
   for (const x of catalog.indexes) {
     if (x.inherited || x.constraintBacked) continue;
@@ -321,7 +325,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       const fkOn = `${c.onPartitioned ? '' : 'ONLY '}${qname(c.schema, c.table)}`;
       add({ key, label, phase: 'post-data', step: STEP.foreignKey, mode: 'create', statements: [`ALTER TABLE ${fkOn} ADD CONSTRAINT ${ident(c.name)} ${c.def}${notValid ? ' NOT VALID' : ''}`], details: { definition: c.def }, table });
       if (c.validated) {
-        add({ key: `validation of ${key}`, label: `validation of ${label}`, phase: 'post-data', step: STEP.validate, mode: 'converge', statements: [`ALTER TABLE ${qname(c.schema, c.table)} VALIDATE CONSTRAINT ${ident(c.name)}`], details: { validated: 'true' }, table, ownTransaction: true });
+        add({ key: `validation of ${key}`, label: `validation of ${label}`, phase: 'post-data', step: STEP.validate, mode: 'converge', statements: [`ALTER TABLE ${qname(c.schema, c.table)} VALIDATE CONSTRAINT ${ident(c.name)}`], details: { validated: 'true' }, table, whileStreaming: true });
       }
     } else if (byIndex(c)) {
       // The index first, under a SHARE lock (other indexes of the table build at the same time),

@@ -102,11 +102,12 @@ describe('a pgferry killed between fence and switch', () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const args = ['--source', d.sourceUrl, '--target', d.targetUrl, '--slot', d.slot, '--publication', `${d.name}_pub`, '--config', config, '--http-port', String(port)];
-    const status = async (): Promise<{ phase: string; cutover: CutoverState | null }> => (await (await fetch(`${base}/status`)).json()) as { phase: string; cutover: CutoverState | null };
+    const status = async (): Promise<{ phase: string; cutover: CutoverState | null; schemaFinishing: { state: string } | null }> => (await (await fetch(`${base}/status`)).json()) as { phase: string; cutover: CutoverState | null; schemaFinishing: { state: string } | null };
 
     const first = startChild(args);
     children.push(first);
-    await waitFor(async () => (await status()).phase === 'streaming', 'the first pgferry to stream');
+    // Streaming, and schema copy's last step (ANALYZE) done: it would wait behind the lock below too.
+    await waitFor(async () => (await status()).schemaFinishing?.state === 'done', 'the first pgferry to stream');
 
     // Apply stalls behind a lock on the target, so the drain cannot pass the fence position.
     const lock = await connect(d.targetUrl);

@@ -42,7 +42,8 @@ describe('SIGTERM and SIGINT', () => {
 
   /**
    * Waits until streaming has begun: identical data alone is not enough, since after the copy the
-   * post-data schema step (ANALYZE, indexes) still runs and would be what a table lock blocks.
+   * post-data schema step (indexes) still runs and would be what a table lock blocks; so would the
+   * ANALYZE run while streaming, which must be done too.
    */
   async function streaming(): Promise<void> {
     await waitForIdentical(db.source, db.target, ['items']);
@@ -51,12 +52,14 @@ describe('SIGTERM and SIGINT', () => {
       'streaming',
     );
     await waitFor(async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [db.slot])).rowCount === 1, 'the slot in use');
+    await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_stat_user_tables WHERE relname = 'items' AND analyze_count > 0`)).rowCount === 1, 'items analyzed');
   }
 
   /** Waits until pgferry's apply session is inside a target transaction, blocked by {@link holdTargetTable}. */
   async function applyInFlight(): Promise<void> {
     await waitFor(
-      async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgferry' AND wait_event_type = 'Lock'`)).rowCount! > 0,
+      // The apply session's statement on items (schema copy's catalog reads, run at each start, wait behind the lock too).
+      async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgferry' AND wait_event_type = 'Lock' AND query LIKE '%"public"."items"%'`)).rowCount! > 0,
       'a source transaction being applied',
     );
   }
