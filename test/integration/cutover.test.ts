@@ -200,6 +200,30 @@ describe('cutover', () => {
     expect(readFileSync(hookFile, 'utf8').trim()).toBe(`127.0.0.1:${targetPort}/${db.name}`);
   });
 
+  it('waits for schema copy\'s last step before fencing, and rolls back without fencing when it failed', async () => {
+    world = await setUp('cutsch', { cutoverMaxLagSeconds: '3600', cutoverMaxLagBytes: '1GB' });
+    const { role, bouncer, app } = world;
+    await waitFor(() => app.status.schemaFinishing?.state === 'done', 'schema copy to finish');
+    // Stand-ins for a validation still running, then failing: the step reads status.schemaFinishing only.
+    app.status.schemaFinishing = { state: 'running', error: null };
+    expect((await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode).toBe(202);
+    await waitFor(() => app.status.cutover?.steps.some((s) => s.name === 'schema' && s.outcome === 'running') === true, 'the schema step to wait');
+    // While it waits nothing is fenced: the application writes through PgBouncer.
+    const application = startApplication(bouncer.url(role, 'appdb'));
+    await waitFor(() => application.acked.length >= 20, 'writes while the cutover waits');
+    await application.stop();
+    expect(application.errors).toEqual([]);
+    expect(app.status.cutover!.steps.map((s) => s.name)).toEqual(['schema']);
+
+    app.status.schemaFinishing = { state: 'failed', error: 'target: cannot create validation of foreign key "fk" on table "public"."orders" (violates)' };
+    await waitFor(() => app.status.cutover?.state !== 'running', 'the cutover to end');
+    const state = app.status.cutover!;
+    expect(state.state).toBe('rolled back');
+    expect(state.error).toMatch(/^schema copy's last step failed \(target: cannot create validation of foreign key "fk" .*\); fix the target and restart pgferry/);
+    expect(state.steps.map((s) => [s.name, s.outcome])).toEqual([['schema', 'failed'], ['rollback', 'ok']]);
+    expect(app.status.phase).toBe('streaming');
+  });
+
   it('rolls back when the drain times out: the source takes writes again and streaming goes on', async () => {
     world = await setUp('cutrb', { cutoverDrainTimeout: '2', cutoverMaxLagSeconds: '3600', cutoverMaxLagBytes: '1GB' });
     const { db, role, bouncer, app } = world;

@@ -27,6 +27,12 @@ describe('formatStatusReport', () => {
     expect(out).toContain('  public.events     pending  ~5,000 rows\n');
   });
 
+  it('shows schema copy\'s last step while it runs or when it failed, nothing once done', () => {
+    expect(formatStatusReport({ phase: 'streaming', schemaFinishing: { state: 'running', error: null } })).toContain('schema      validating foreign keys and analyzing tables (a cutover waits for it)\n');
+    expect(formatStatusReport({ phase: 'streaming', schemaFinishing: { state: 'failed', error: 'boom' } })).toContain('schema      last step FAILED: boom\n');
+    expect(formatStatusReport({ phase: 'streaming', schemaFinishing: { state: 'done', error: null } })).not.toContain('schema ');
+  });
+
   it('copes with a document from an older pgferry (fields missing)', () => {
     expect(formatStatusReport({ phase: 'streaming' })).toMatch(/^phase +streaming\nlag +unknown\n/);
   });
