@@ -345,9 +345,10 @@ export class Migration {
         await beginSnapshotPhase(target, slot, this.tables);
         consistentPoint = await this.copyUnderNewSnapshot(source, target, this.tables, state ? 'redo' : 'fresh');
       }
-      await this.indexBuilder?.finish();
-      // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming.
-      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, parallel: this.settings.copyWorkers, connect: () => connectClient(this.target(), 'target') });
+      // Post-data (indexes, constraints, foreign keys, triggers, views, ...) once the rows are in, before streaming;
+      // its first run of parallel builds starts beside the early builder's last one.
+      const handedOver = this.indexBuilder?.handOver() ?? undefined;
+      if (this.settings.schemaCopy) await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'post-data', log: this.log, parallel: this.settings.copyWorkers, connect: () => connectClient(this.target(), 'target'), handedOver });
       await beginStreamingPhase(target, slot, consistentPoint);
       this.snapshotLsns = await this.readSnapshotLsns(target);
       this.status.appliedLsn = consistentPoint;

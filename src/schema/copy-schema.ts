@@ -48,6 +48,20 @@ export interface ApplyOptions {
   parallel?: number;
   /** Opens one more target session (with pgferry's session options); without it everything runs on `target`. */
   connect?: () => Promise<pg.Client>;
+  /** Post-data: a build still running on another session when post-data starts (see {@link EarlyIndexBuilder.handOver}). */
+  handedOver?: HandedOver;
+}
+
+/**
+ * An object another session (the early builder) was building when post-data started. Post-data's
+ * first run of parallel objects goes on beside it, its family counted as busy; nothing after that
+ * run starts before `done`.
+ */
+export interface HandedOver {
+  key: string;
+  lock: NonNullable<SchemaObject['lock']>;
+  /** True once built; false if that build was cancelled (post-data builds the object); rejects with the build's failure. */
+  done: Promise<boolean>;
 }
 
 async function runObject(session: pg.Client, o: SchemaObject, log?: Logger): Promise<void> {
@@ -79,7 +93,16 @@ async function runObject(session: pg.Client, o: SchemaObject, log?: Logger): Pro
  * nothing more starts, the statements still running are cancelled, and that failure is thrown.
  */
 export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, objects: SchemaObject[], opts: ApplyOptions = {}): Promise<void> {
-  if (objects.length === 0) return;
+  let handed = phase === 'post-data' ? (opts.handedOver ?? null) : null;
+  /** Waits for the handed-over build; once built, post-data leaves its object out (from index `from` on). */
+  const takeBack = async (list: SchemaObject[], from: number): Promise<void> => {
+    const h = handed;
+    handed = null;
+    if (!h || !(await h.done)) return;
+    const at = list.findIndex((o, n) => n >= from && o.key === h.key);
+    if (at >= 0) list.splice(at, 1);
+  };
+  if (objects.length === 0) return takeBack(objects, 0);
   const { log } = opts;
   const extra: pg.Client[] = [];
   await target.query(SESSION_SETUP);
@@ -95,14 +118,17 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
       }
     } else {
       let parallel = opts.connect ? Math.max(1, opts.parallel ?? DEFAULT_SCHEMA_PARALLEL) : 1;
-      for (let i = 0; i < objects.length; ) {
+      const list = [...objects];
+      for (let i = 0; i < list.length; ) {
+        // Only the first run of parallel objects goes on beside a handed-over build.
+        if (handed && (i > 0 || !list[0]!.lock)) await takeBack(list, i);
         let end = i;
-        while (end < objects.length && objects[end]!.lock) end++;
+        while (end < list.length && list[end]!.lock) end++;
         if (end === i) {
-          await runObject(target, objects[i++]!, log);
+          await runObject(target, list[i++]!, log);
           continue;
         }
-        const run = objects.slice(i, end);
+        const run = list.slice(i, end);
         while (extra.length + 1 < Math.min(parallel, run.length)) {
           let session: pg.Client | null = null;
           try {
@@ -118,10 +144,18 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
         }
         const sessions = [target, ...extra].slice(0, Math.min(parallel, run.length));
         log?.info({ objects: run.length, sessions: sessions.length }, 'schema copy: post-data objects that may run at once');
-        for (const session of sessions) await session.query(serialBuilds(sessions.length > 1));
-        await runConcurrently(sessions, run, opts);
+        for (const session of sessions) await session.query(serialBuilds(sessions.length > 1 || handed !== null));
+        const beside = handed;
+        handed = null;
+        await runConcurrently(sessions, run, opts, beside);
         i = end;
+        // Built beside the run: not again later.
+        if (beside && (await beside.done)) {
+          const at = list.findIndex((o, n) => n >= i && o.key === beside.key);
+          if (at >= 0) list.splice(at, 1);
+        }
       }
+      await takeBack(list, list.length);
     }
   } finally {
     await target.query(`RESET search_path; RESET check_function_bodies; ${serialBuilds(false)}`).catch(() => {});
@@ -134,7 +168,7 @@ export async function applySchemaObjects(target: pg.Client, phase: SchemaPhase, 
  * Runs `objects` (all with a {@link SchemaObject.lock}) on `sessions` at once, each object as
  * soon as a session is free and its family allows it (see {@link applySchemaObjects}).
  */
-async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], opts: ApplyOptions): Promise<void> {
+async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], opts: ApplyOptions, beside: HandedOver | null = null): Promise<void> {
   const pending = [...objects];
   /** Per family: statements running, and whether one of them runs alone. */
   const running = new Map<string, { count: number; alone: boolean }>();
@@ -163,14 +197,14 @@ async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], o
   };
   const pids = await Promise.all(sessions.map(async (s) => (await s.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
   /** Cancels the other sessions' statements, again until they have ended (a cancel reaching a session before its statement is lost). */
-  const cancelOthers = async (from: pg.Client): Promise<void> => {
+  const cancelOthers = async (from: pg.Client | null): Promise<void> => {
     let helper: pg.Client | null = null;
     try {
       for (let others = [...busy].filter((s) => s !== from); others.length > 0; others = [...busy].filter((s) => s !== from)) {
         const ended = changed();
         const params = [others.map((s) => pids[sessions.indexOf(s)]!)];
         const sql = 'SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid';
-        await from.query(sql, params).catch(async () => {
+        await (from ? from.query(sql, params) : Promise.reject(new Error('no session'))).catch(async () => {
           helper ??= await opts.connect!();
           await helper.query(sql, params);
         });
@@ -184,11 +218,31 @@ async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], o
       await (helper as pg.Client | null)?.end().catch(() => {});
     }
   };
+  // A build beside the run: its family is busy until it ends; if it was cancelled, its object is built here.
+  let besideEnded = !beside;
+  const besideDone = (async () => {
+    if (!beside) return;
+    const at = pending.findIndex((o) => o.key === beside.key);
+    const mine = at >= 0 ? pending.splice(at, 1)[0]! : null;
+    const now = running.get(beside.lock.family);
+    running.set(beside.lock.family, { count: (now?.count ?? 0) + 1, alone: !beside.lock.shared || (now?.alone ?? false) });
+    let err: { err: unknown } | null = null;
+    const built = await beside.done.catch((e: unknown) => ((err = { err: e }), true));
+    const family = running.get(beside.lock.family)!;
+    if (--family.count === 0) running.delete(beside.lock.family);
+    if (!built && mine) pending.unshift(mine);
+    besideEnded = true;
+    if (err && !failure) {
+      failure = err;
+      await cancelOthers(null);
+    }
+    notify();
+  })();
   const lane = async (session: pg.Client): Promise<void> => {
     while (!failure) {
       const o = take();
       if (!o) {
-        if (pending.length === 0) return;
+        if (pending.length === 0 && besideEnded) return;
         await changed();
         continue;
       }
@@ -210,6 +264,8 @@ async function runConcurrently(sessions: pg.Client[], objects: SchemaObject[], o
     }
   };
   await Promise.all(sessions.map(lane));
+  // After a failure here, the build beside is not waited for (the caller ends its session).
+  if (!failure) await besideDone;
   if (failure) throw (failure as { err: unknown }).err;
 }
 
@@ -223,7 +279,7 @@ export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; 
   assertNoConflicts(plan);
   if (opts.phase === 'pre-data') for (const note of plan.notes) opts.log.warn({ note }, 'schema copy: not copied');
   const objects = opts.phase === 'pre-data' ? plan.preData : plan.postData.filter((o) => !o.whileStreaming);
-  await applySchemaObjects(opts.target, opts.phase, objects, { log: opts.log, parallel: opts.parallel, connect: opts.connect });
+  await applySchemaObjects(opts.target, opts.phase, objects, { log: opts.log, parallel: opts.parallel, connect: opts.connect, handedOver: opts.handedOver });
   return plan;
 }
 
@@ -266,8 +322,12 @@ export class EarlyIndexBuilder {
   private failure: { err: unknown } | null = null;
   private session: pg.Client | null = null;
   private closed = false;
-  /** finish() cancelled the build running then (it was waiting for a lock). */
+  /** The watcher cancelled the build running then (it was waiting for a lock). */
   private cancelled = false;
+  /** The object being built now. */
+  private running: SchemaObject | null = null;
+  /** Keys of the objects built. */
+  private readonly done = new Set<string>();
 
   constructor(
     plan: SchemaPlan,
@@ -313,21 +373,40 @@ export class EarlyIndexBuilder {
       this.log.warn({ err: describeError(err) }, 'schema copy: cannot open a session to build indexes during the copy; building them after it');
       return;
     }
+    if (this.closed) return; // handed over while connecting: post-data builds it
+    this.running = o;
     try {
       await runObject(this.session, o, this.log);
+      this.done.add(o.key);
     } catch (err) {
-      // Cancelled by finish() while waiting for a lock: post-data builds what is left.
+      // Cancelled by the watcher while waiting for a lock: post-data builds what is left.
       if (!this.cancelled) this.failure ??= { err };
+    } finally {
+      this.running = null;
     }
   }
 
   /**
-   * Once the copy is done: waits for the object being built now and starts no more (post-data builds
-   * the rest on its parallel sessions); throws the first failure. A build found waiting for a
-   * lock (another session's, on the target) is cancelled and left to post-data, which builds in
-   * parallel and stops everything on the first failure: waiting here could last for ever.
+   * Once the copy is done: starts no more builds and hands the one running now (if any) over to
+   * post-data, which goes on beside it (see {@link HandedOver}) instead of waiting for it.
    */
-  async finish(): Promise<void> {
+  handOver(): HandedOver | null {
+    this.closed = true;
+    if (this.failure) throw this.failure.err;
+    const o = this.running;
+    if (!o) return null; // the chain's other links return at once now
+    const done = this.finish().then(() => this.done.has(o.key));
+    done.catch(() => {}); // awaited by post-data; a rejection before that is not unhandled
+    return { key: o.key, lock: o.lock!, done };
+  }
+
+  /**
+   * Waits for the object being built now (starting no more); throws the first failure. A build
+   * found waiting for a lock (another session's, on the target) is cancelled and left to
+   * post-data, which builds in parallel and stops everything on the first failure: waiting here
+   * could last for ever.
+   */
+  private async finish(): Promise<void> {
     this.closed = true;
     let settled = false;
     const done = this.chain.then(() => {
@@ -358,9 +437,31 @@ export class EarlyIndexBuilder {
     if (this.failure) throw this.failure.err;
   }
 
-  /** Closes the session, which ends a build still running (a stop or a failed copy), and starts no more. */
+  /**
+   * Starts no more builds, cancels the one running (a stop, a failed copy or post-data: again until
+   * it has ended, since the server finishes a statement whose client is gone, and commits it), and
+   * closes the session.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    let settled = false;
+    const ended = this.chain.then(() => {
+      settled = true;
+    });
+    const pid = (this.session as { processID?: number } | null)?.processID;
+    let helper: pg.Client | null = null;
+    try {
+      while (!settled && pid && this.running) {
+        this.cancelled = true;
+        helper ??= await this.connect();
+        await helper.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]);
+        await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, LOCK_CHECK_MS))]);
+      }
+    } catch {
+      // No session to cancel with: closing ours is all that is left.
+    } finally {
+      await helper?.end().catch(() => {});
+    }
     const session = this.session;
     this.session = null;
     await session?.end().catch(() => {});

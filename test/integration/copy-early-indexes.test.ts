@@ -135,3 +135,54 @@ describe('an early build waiting for a lock is left to post-data', () => {
     await waitForIdentical(db.source, db.target, ['held', 'free']);
   });
 });
+
+/**
+ * When the copy ends while the early builder is still building, post-data starts beside that
+ * build instead of waiting for it. `slow` has an expression index whose function takes 10 ms a
+ * row (5 s in all: a stand-in for a big build); `late` copies last, held up by a lock until that
+ * build has begun. `late`'s key must be built while `slow`'s index is still being built.
+ */
+describe('post-data starts beside the early builder\'s last build', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+  let blocker: pg.Client | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('beside');
+    // The function is used by a column default, so pre-data creates it and the index may build early.
+    await db.source.query(`
+      CREATE FUNCTION public.slow_id(i int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT i + 0 * length(pg_sleep(0.01)::text) $$;
+      CREATE TABLE public.slow (id int PRIMARY KEY, d int DEFAULT public.slow_id(0));
+      CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
+      CREATE TABLE public.late (id int PRIMARY KEY, v text NOT NULL);
+      INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, 500) g;
+      INSERT INTO public.late SELECT g, 'v' || g FROM generate_series(1, 100) g;`);
+    await db.target.query(`CREATE TABLE public.late (id int NOT NULL, v text NOT NULL)`);
+  });
+
+  afterAll(async () => {
+    await blocker?.end().catch(() => {});
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('builds the last table\'s key while the builder is still on another table\'s index', async () => {
+    blocker = new pg.Client({ connectionString: db.targetUrl });
+    await blocker.connect();
+    await blocker.query('BEGIN; LOCK TABLE public.late IN SHARE MODE'); // COPY into it waits (ROW EXCLUSIVE)
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` });
+    const building = async (): Promise<boolean> =>
+      ((await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'CREATE INDEX slow_expr %'`)).rowCount ?? 0) > 0;
+    await waitFor(building, 'the early build of slow_expr');
+    await blocker.query('COMMIT');
+    const indexes = async (table: string): Promise<string[]> =>
+      (await db.target.query<{ name: string }>(`SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 ORDER BY 1`, [table])).rows.map((r) => r.name);
+    await waitFor(async () => (await indexes('late')).length === 1, 'late indexed');
+    expect(await indexes('slow')).toEqual(['slow_pkey']); // slow_expr still being built, by the builder
+    expect(await building()).toBe(true);
+    await waitFor(() => app!.status.phase === 'streaming', 'streaming');
+    expect(await indexes('slow')).toEqual(['slow_expr', 'slow_pkey']);
+    await db.source.query(`UPDATE public.late SET v = 'changed' WHERE id <= 5; UPDATE public.slow SET d = 1 WHERE id <= 5`);
+    await waitForIdentical(db.source, db.target, ['slow', 'late']);
+  });
+});

@@ -30,7 +30,9 @@ describe('live migration from PostgreSQL 14 to 18', () => {
     try {
       app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot });
       const status = async (): Promise<Record<string, any>> => (await app!.http.inject({ method: 'GET', url: '/status' })).json();
-      await waitFor(async () => (await status())['phase'] === 'streaming', 'phase streaming');
+      await waitFor(async () => (await status())['phase'] === 'streaming', 'phase streaming').catch(async (err: Error) => {
+        throw new Error(`${err.message}; status: ${JSON.stringify(await status())}`);
+      });
       const copied = (await status())['tables'] as Record<string, { state: string; rowsCopied: number }>;
       expect(copied['public.kv']).toMatchObject({ state: 'copied' });
       expect(copied['public.kv']!.rowsCopied).toBeGreaterThanOrEqual(3_001);
