@@ -16,7 +16,7 @@ import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
-import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
+import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, markSchemaFinished, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
 import { withoutCopied } from './snapshot/already-copied.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
@@ -94,6 +94,8 @@ export class Migration {
   private finishing: Promise<void> = Promise.resolve();
   /** Backend of the target session {@link finishing} runs statements on. */
   private finishingPid: number | null = null;
+  /** Schema copy's last step succeeded earlier (recorded in the target): this start skips it. */
+  private schemaFinished = false;
 
   constructor(
     private readonly settings: Settings,
@@ -195,8 +197,9 @@ export class Migration {
    */
   private finishSchema(): void {
     if (!this.settings.schemaCopy) return;
-    const state: NonNullable<MigrationStatus['schemaFinishing']> = { state: 'running', error: null };
+    const state: NonNullable<MigrationStatus['schemaFinishing']> = { state: this.schemaFinished ? 'done' : 'running', error: null };
     this.status.schemaFinishing = state;
+    if (this.schemaFinished) return;
     this.finishing = (async () => {
       for (let delay = 1_000; !this.stopping; delay = Math.min(delay * 2, 30_000)) {
         let source: pg.Client | null = null;
@@ -208,6 +211,8 @@ export class Migration {
           const started = Date.now();
           const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal });
           if (this.stopping) return;
+          await markSchemaFinished(target, this.settings.slot);
+          this.schemaFinished = true;
           state.state = 'done';
           if (objects > 0) this.log.info({ objects, ms: Date.now() - started }, 'schema copy: foreign keys validated and tables analyzed while streaming');
           return;
@@ -318,6 +323,7 @@ export class Migration {
         this.status.appliedLsn = state.appliedLsn;
         for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
         this.snapshotLsns = await this.readSnapshotLsns(target);
+        this.schemaFinished = state.schemaFinished;
         this.log.info({ slot, appliedLsn: state.appliedLsn === null ? null : formatLsn(state.appliedLsn) }, 'resuming streaming');
         return;
       }

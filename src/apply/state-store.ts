@@ -10,7 +10,8 @@ import { ErrorCodes, PgferryError } from '../errors.js';
  * `migration.phase`: `snapshot` while the initial copy runs, `streaming` once every table is
  * copied. `consistent_point` is the slot's consistent point C, recorded once the slot exists (NULL
  * before): streaming starts there. `applied_lsn` is the end LSN of the last source transaction whose
- * changes are committed here; it only moves forward.
+ * changes are committed here; it only moves forward. `schema_finished_at`: when schema copy's last
+ * step (run while streaming) succeeded; NULL until then, and again for a new copy.
  *
  * `table_copy.snapshot_lsn` is the consistent point L of the snapshot a copied table was read under:
  * C for the first copy, later for a table copied by a resumed copy. Changes to that table committed
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS pgferry.table_copy (
 ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS units_copied integer NOT NULL DEFAULT 0;
 ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS snapshot_lsn pg_lsn;
 ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS copied_at timestamptz;
-ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS consistent_point pg_lsn;`;
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS consistent_point pg_lsn;
+ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS schema_finished_at timestamptz;`;
 
 export type StoredPhase = 'snapshot' | 'streaming';
 
@@ -44,6 +46,8 @@ export interface MigrationState {
   appliedLsn: Lsn | null;
   /** The slot's consistent point; null until the slot of this copy is created. */
   consistentPoint: Lsn | null;
+  /** Schema copy's last step (run while streaming) has succeeded for this copy. */
+  schemaFinished: boolean;
 }
 
 /** Creates pgferry's schema and tables on the target if missing. */
@@ -54,12 +58,17 @@ export async function ensureStateSchema(client: pg.Client): Promise<void> {
 export async function readMigration(client: pg.Client, slot: string, opts: { waitForWriters?: boolean } = {}): Promise<MigrationState | null> {
   // FOR UPDATE waits for a transaction still writing the row (a commit of a session being torn
   // down), so the value read is the one that transaction leaves.
-  const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null; consistent_point: string | null }>(
-    `SELECT phase, applied_lsn::text AS applied_lsn, consistent_point::text AS consistent_point FROM pgferry.migration WHERE slot = $1${opts.waitForWriters ? ' FOR UPDATE' : ''}`,
+  const { rows: [r] } = await client.query<{ phase: StoredPhase; applied_lsn: string | null; consistent_point: string | null; schema_finished: boolean }>(
+    `SELECT phase, applied_lsn::text AS applied_lsn, consistent_point::text AS consistent_point, schema_finished_at IS NOT NULL AS schema_finished FROM pgferry.migration WHERE slot = $1${opts.waitForWriters ? ' FOR UPDATE' : ''}`,
     [slot],
   );
   if (!r) return null;
-  return { phase: r.phase, appliedLsn: r.applied_lsn ? parseLsn(r.applied_lsn) : null, consistentPoint: r.consistent_point ? parseLsn(r.consistent_point) : null };
+  return { phase: r.phase, appliedLsn: r.applied_lsn ? parseLsn(r.applied_lsn) : null, consistentPoint: r.consistent_point ? parseLsn(r.consistent_point) : null, schemaFinished: r.schema_finished };
+}
+
+/** Records that schema copy's last step has succeeded: later starts skip it. */
+export async function markSchemaFinished(client: pg.Client, slot: string): Promise<void> {
+  await client.query(`UPDATE pgferry.migration SET schema_finished_at = now() WHERE slot = $1`, [slot]);
 }
 
 /** Starts (or restarts) the initial copy from scratch: any previous copy progress and consistent point for this slot are forgotten. */
@@ -68,7 +77,7 @@ export async function beginSnapshotPhase(client: pg.Client, slot: string, tables
   try {
     await client.query(
       `INSERT INTO pgferry.migration (slot, phase, applied_lsn) VALUES ($1, 'snapshot', NULL)
-       ON CONFLICT (slot) DO UPDATE SET phase = 'snapshot', applied_lsn = NULL, consistent_point = NULL, updated_at = now()`,
+       ON CONFLICT (slot) DO UPDATE SET phase = 'snapshot', applied_lsn = NULL, consistent_point = NULL, schema_finished_at = NULL, updated_at = now()`,
       [slot],
     );
     await client.query('DELETE FROM pgferry.table_copy WHERE slot = $1', [slot]);

@@ -63,6 +63,8 @@ describe('schema copy into an empty PostgreSQL 18 target, then verify', () => {
     // Foreign keys are validated and tables analyzed while streaming.
     await waitFor(() => app!.status.schemaFinishing?.state === 'done', 'schema copy to finish', 60_000);
     expect(await one(`SELECT count(*)::int AS n FROM pg_stat_user_tables WHERE relname = 'orders' AND analyze_count = 1`)).toEqual({ n: 1 });
+    // Recorded, so a restart does not plan it again.
+    expect(await one(`SELECT schema_finished_at IS NOT NULL AS done FROM pgferry.migration WHERE slot = '${db.slot}'`)).toEqual({ done: true });
     expect(await one(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = '"Sales Ops"."Customers"'::regclass AND attname = 'email'`)).toEqual({ t: 'citext' });
     expect(await one(`SELECT attidentity AS i FROM pg_attribute WHERE attrelid = '"Sales Ops"."Customers"'::regclass AND attname = 'Id'`)).toEqual({ i: 'a' });
     expect(await one(`SELECT convalidated AS v FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'`)).toEqual({ v: true });
