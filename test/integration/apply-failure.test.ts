@@ -32,16 +32,16 @@ describe('apply failures and an idle or unrelated source', () => {
 
   it('stops on a target that diverged, confirms nothing past it, and resumes once fixed', async () => {
     await db.target.query(`ALTER TABLE items RENAME TO items_away`);
-    const confirmedBefore = await confirmedFlush(db.source, 'fail_slot');
     await db.source.query(`UPDATE items SET v = 'changed' WHERE id <= 10`);
     const walAfterChange = await currentWal(db.source);
     await waitFor(() => app!.status.phase === 'failed', 'phase failed');
     expect(app!.status.lastError).toContain('public.items');
     const status = (await app!.http.inject({ method: 'GET', url: '/status' })).json();
     expect(status.phase).toBe('failed');
-    // Keepalives keep arriving, yet nothing past the failed transaction is confirmed.
+    // Keepalives keep arriving, yet the failed transaction is not confirmed. (Other test files
+    // write to the same server: caught up before the UPDATE, the slot may confirm their WAL, up to
+    // a position inside the UPDATE's transaction, never its end.)
     const confirmedDuring = await confirmedFlush(db.source, 'fail_slot');
-    expect(confirmedDuring).toBe(confirmedBefore);
     expect(confirmedDuring!).toBeLessThan(walAfterChange);
 
     await db.target.query(`ALTER TABLE items_away RENAME TO items`);
