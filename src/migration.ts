@@ -5,7 +5,7 @@ import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionEr
 import type { Logger } from './observability/logger.js';
 import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
-import { connectClient, qualified, tableKey, withSessionOptions } from './pg/connection.js';
+import { cancelUntilEnded, connectClient, qualified, tableKey, withSessionOptions } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
 import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
@@ -238,25 +238,9 @@ export class Migration {
     })();
   }
 
-  /** Cancels the statement schema copy's last step is running (again until it has ended: a cancel between statements is lost) and waits for it. */
+  /** Cancels the statement schema copy's last step is running and waits for the step to end. */
   private async stopFinishing(): Promise<void> {
-    let settled = false;
-    const done = this.finishing.then(() => {
-      settled = true;
-    });
-    let helper: pg.Client | null = null;
-    try {
-      while (!settled) {
-        const pid = this.finishingPid;
-        if (pid !== null) {
-          helper ??= await connectClient(this.target(), 'target').catch(() => null);
-          await helper?.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]).catch(() => {});
-        }
-        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 200))]);
-      }
-    } finally {
-      await helper?.end().catch(() => {});
-    }
+    await cancelUntilEnded(() => connectClient(this.target(), 'target'), () => this.finishingPid, this.finishing);
   }
 
   /** Ends the run with `err` (a problem no retry can fix), stopping the replication session. */

@@ -113,3 +113,30 @@ export async function connectClient(config: pg.ClientConfig, side: 'source' | 't
   }
   return client;
 }
+
+/**
+ * Cancels the statement backend `pid()` runs (from a session `connect` opens when first needed),
+ * again every 200 ms until `ended` settles: a cancel that reaches a backend between two statements
+ * is lost, and a server finishes (and commits) a statement whose client is gone. `pid()` null:
+ * nothing to cancel right now. Never throws; closes its session.
+ */
+export async function cancelUntilEnded(connect: () => Promise<pg.Client>, pid: () => number | null, ended: Promise<unknown>): Promise<void> {
+  let settled = false;
+  const done = ended.then(
+    () => void (settled = true),
+    () => void (settled = true),
+  );
+  let helper: pg.Client | null = null;
+  try {
+    while (!settled) {
+      const p = pid();
+      if (p !== null) {
+        helper ??= await connect().catch(() => null);
+        await helper?.query('SELECT pg_catalog.pg_cancel_backend($1)', [p]).catch(() => {});
+      }
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 200))]);
+    }
+  } finally {
+    await helper?.end().catch(() => {});
+  }
+}

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { SchemaError, describeError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
-import type { TableName } from '../pg/connection.js';
+import { cancelUntilEnded, type TableName } from '../pg/connection.js';
 import { readCatalog, readTargetFacts } from './catalog.js';
 import { buildSchema, qname, type SchemaObject, type SchemaPhase } from './ddl.js';
 import { planSchema, scopeCatalog, type SchemaPlan } from './plan.js';
@@ -444,27 +444,13 @@ export class EarlyIndexBuilder {
    */
   async close(): Promise<void> {
     this.closed = true;
-    let settled = false;
-    const ended = this.chain.then(() => {
-      settled = true;
-    });
-    const pid = (this.session as { processID?: number } | null)?.processID;
-    let helper: pg.Client | null = null;
-    try {
-      while (!settled && pid && this.running) {
-        this.cancelled = true;
-        helper ??= await this.connect();
-        await helper.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]);
-        await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, LOCK_CHECK_MS))]);
-      }
-    } catch {
-      // No session to cancel with: closing ours is all that is left.
-    } finally {
-      await helper?.end().catch(() => {});
-    }
+    const pid = (this.session as { processID?: number } | null)?.processID ?? null;
+    if (this.running) this.cancelled = true; // a cancelled build is not a failure
+    await cancelUntilEnded(this.connect, () => (this.running ? pid : null), this.chain);
     const session = this.session;
     this.session = null;
     await session?.end().catch(() => {});
     await this.chain;
   }
+
 }
