@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgress from 'cli-progress';
 import type { MigrationStatus } from '../status.js';
 
 /**
@@ -8,6 +9,8 @@ import type { MigrationStatus } from '../status.js';
  */
 export function showCopyProgress(status: MigrationStatus, stream: NodeJS.WriteStream = process.stderr): () => void {
   if (!stream.isTTY) return () => {};
+  // Loaded on demand: without a terminal (a service, a container) it is never needed.
+  const bar = createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
   let bars: cliProgress.MultiBar | null = null;
   const perTable = new Map<string, cliProgress.SingleBar>();
   const stop = (): void => {
@@ -20,9 +23,9 @@ export function showCopyProgress(status: MigrationStatus, stream: NodeJS.WriteSt
       if (bars) stop();
       return;
     }
-    bars ??= new cliProgress.MultiBar(
+    bars ??= new bar.MultiBar(
       { stream, format: ' {table} [{bar}] {percentage}% | {value}/{total} rows | ETA {eta_formatted}', hideCursor: true, clearOnComplete: false, etaBuffer: 20 },
-      cliProgress.Presets.shades_classic,
+      bar.Presets.shades_classic,
     );
     const width = Math.max(...[...status.tables.keys()].map((k) => k.length), 5);
     for (const [table, t] of status.tables) {

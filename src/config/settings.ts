@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { clientConfig, type TableName } from '../pg/connection.js';
@@ -214,7 +214,9 @@ function readConfigFile(from: string, path: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text); // YAML is a superset of JSON: both formats load here
+    // YAML is a superset of JSON: both formats load here. Loaded on demand (most starts have no file).
+    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+    doc = parse(text);
   } catch (err) {
     throw new ConfigError(`${from}: ${path} is not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`);
   }
