@@ -34,17 +34,34 @@ export class CopyDataSplitter {
   }
 
   push(chunk: Buffer): void {
-    let buf = chunk;
+    let rest = chunk;
     if (this.have > 0) {
-      this.parts.push(chunk);
-      this.have += chunk.length;
-      if (this.need === 0 && this.have >= 5) this.need = 1 + readLength(Buffer.concat(this.parts, 5));
-      if (this.need === 0 || this.have < this.need) return;
-      buf = Buffer.concat(this.parts, this.have);
+      // Complete the held message with only the bytes it lacks; the rest of the chunk is read in
+      // place (concatenating whole chunks would copy nearly every byte: most end mid-message).
+      const take = (bytes: number): void => {
+        const n = Math.min(bytes, rest.length);
+        this.parts.push(rest.subarray(0, n));
+        this.have += n;
+        rest = rest.subarray(n);
+      };
+      if (this.need === 0) {
+        take(5 - this.have);
+        if (this.have < 5) return;
+        this.need = 1 + readLength(Buffer.concat(this.parts, 5));
+      }
+      take(this.need - this.have);
+      if (this.have < this.need) return;
+      const message = Buffer.concat(this.parts, this.have);
       this.parts = [];
       this.have = 0;
       this.need = 0;
+      this.scan(message);
     }
+    this.scan(rest);
+  }
+
+  /** Delivers the whole messages in `buf` and holds back an incomplete one at its end. */
+  private scan(buf: Buffer): void {
     let at = 0;
     let otherFrom = -1;
     let runFrom = -1;

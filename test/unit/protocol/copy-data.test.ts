@@ -81,6 +81,18 @@ describe('CopyDataSplitter', () => {
     });
   }
 
+  it('copies only the message split across chunks: the rest of the next chunk is delivered in place', () => {
+    const delivered: Buffer[] = [];
+    const s = new CopyDataSplitter((b) => delivered.push(b), () => {}, true);
+    const first = message('d', Buffer.from('split-row'));
+    const next = Buffer.concat([first.subarray(6), message('d', Buffer.from('a')), message('d', Buffer.from('b'))]);
+    s.push(first.subarray(0, 6));
+    s.push(next);
+    expect(delivered.map((b) => b.length)).toEqual([first.length, 12]);
+    expect(delivered[0]!.equals(first)).toBe(true);
+    expect(delivered[1]!.buffer).toBe(next.buffer); // a view of the pushed chunk, not a copy
+  });
+
   it('hands over an incomplete message when asked', () => {
     const s = new CopyDataSplitter(() => {}, () => {});
     const m = message('Z', Buffer.from('I'));
