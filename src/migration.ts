@@ -231,8 +231,13 @@ export class Migration {
           await target?.end().catch(() => {});
         }
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delay);
-          this.aborted.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+          const done = (): void => {
+            clearTimeout(t);
+            this.aborted.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          const t = setTimeout(done, delay);
+          this.aborted.signal.addEventListener('abort', done, { once: true });
         });
       }
     })();
