@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
 import { SchemaError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { copySchemaPhase, finishSchemaWhileStreaming } from '../../src/schema/copy-schema.js';
-import { createTestDatabases, type TestDatabases } from '../support/databases.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { captureLogger, startInProcess } from '../support/pgferry.js';
 
 const log = createLogger('silent', { pretty: false });
 const TABLES = [{ schema: 'public', name: 'parent' }, { schema: 'public', name: 'child' }];
@@ -55,5 +57,43 @@ describe('schema copy: the step run while streaming', () => {
     // At the next start: nothing left to do.
     expect(await finishSchemaWhileStreaming({ ...phase, signal })).toBe(0);
     expect(await state()).toEqual({ valid: true, analyzed: 2 });
+  });
+});
+
+/**
+ * The step runs beside streaming on its own session; a lost connection is retried, not reported
+ * as a failure. `slow`'s expression index makes its ANALYZE take seconds (the function sleeps: a
+ * stand-in for a big table), long enough to terminate that session while it runs.
+ */
+describe('schema copy: the step run while streaming, after a lost connection', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabases('finishre');
+    await db.source.query(`
+      CREATE FUNCTION public.slow_id(i int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT i + 0 * length(pg_sleep(0.01)::text) $$;
+      CREATE TABLE public.slow (id int PRIMARY KEY, d int DEFAULT public.slow_id(0));
+      CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
+      INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, 300) g;`);
+  });
+
+  afterAll(async () => {
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('retries once its session is terminated, and ends done', async () => {
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` }, { log: captureLogger(lines, 'info') });
+    const analyzing = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'ANALYZE %slow%'`;
+    await waitFor(async () => ((await db.target.query(analyzing)).rowCount ?? 0) > 0, 'ANALYZE of slow running');
+    expect(app.status.schemaFinishing?.state).toBe('running');
+    await db.target.query(`SELECT pg_terminate_backend(pid) FROM (${analyzing}) a`);
+    await waitFor(() => lines.some((l) => l.includes('the last step lost its connection; retrying')), 'the retry');
+    await waitFor(() => app!.status.schemaFinishing?.state !== 'running', 'the step to end', 60_000);
+    expect(app.status.schemaFinishing).toEqual({ state: 'done', error: null });
+    const { rows } = await db.target.query<{ n: number }>(`SELECT analyze_count::int AS n FROM pg_stat_user_tables WHERE relname = 'slow'`);
+    expect(rows[0]!.n).toBe(1);
   });
 });
