@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { startInProcess, waitForIdentical } from '../support/pgferry.js';
+import { slowTable } from '../support/schema-fixture.js';
 
 /**
  * A table's indexes and keys are built as soon as its own copy is done, while other tables are
@@ -149,13 +150,8 @@ describe('post-data starts beside the early builder\'s last build', () => {
 
   beforeAll(async () => {
     db = await createTestDatabases('beside');
-    // The function is used by a column default, so pre-data creates it and the index may build early.
-    await db.source.query(`
-      CREATE FUNCTION public.slow_id(i int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT i + 0 * length(pg_sleep(0.01)::text) $$;
-      CREATE TABLE public.slow (id int PRIMARY KEY, d int DEFAULT public.slow_id(0));
-      CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
+    await db.source.query(`${slowTable(500)}
       CREATE TABLE public.late (id int PRIMARY KEY, v text NOT NULL);
-      INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, 500) g;
       INSERT INTO public.late SELECT g, 'v' || g FROM generate_series(1, 100) g;`);
     await db.target.query(`CREATE TABLE public.late (id int NOT NULL, v text NOT NULL)`);
   });

@@ -5,6 +5,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { copySchemaPhase, finishSchemaWhileStreaming } from '../../src/schema/copy-schema.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { captureLogger, startInProcess } from '../support/pgferry.js';
+import { slowTable } from '../support/schema-fixture.js';
 
 const log = createLogger('silent', { pretty: false });
 const TABLES = [{ schema: 'public', name: 'parent' }, { schema: 'public', name: 'child' }];
@@ -72,11 +73,7 @@ describe('schema copy: the step run while streaming, after a lost connection', (
 
   beforeAll(async () => {
     db = await createTestDatabases('finishre');
-    await db.source.query(`
-      CREATE FUNCTION public.slow_id(i int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT i + 0 * length(pg_sleep(0.01)::text) $$;
-      CREATE TABLE public.slow (id int PRIMARY KEY, d int DEFAULT public.slow_id(0));
-      CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
-      INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, 300) g;`);
+    await db.source.query(slowTable(300));
   });
 
   afterAll(async () => {

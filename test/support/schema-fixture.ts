@@ -85,3 +85,18 @@ REFRESH MATERIALIZED VIEW public.order_totals;
 
 /** The tables of {@link RICH_SCHEMA}, as FROM-able names for fingerprints. */
 export const RICH_TABLES = ['"Sales Ops"."Customers"', 'public.orders', 'public.measurements', 'public.audit', 'public.codes', 'public.bookings'];
+
+/**
+ * Table `public.slow` with `rows` rows and an expression index on `public.slow_id(id)`, a function
+ * that takes 10 ms a call: building that index, or ANALYZE of the table, takes `rows` x 10 ms. A
+ * stand-in for a big table's work (the sleep is the workload, never synchronisation). The
+ * function is used by a column default, so schema copy creates it in pre-data and the index may
+ * build during the copy.
+ */
+export function slowTable(rows: number): string {
+  return `
+    CREATE FUNCTION public.slow_id(i int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT i + 0 * length(pg_sleep(0.01)::text) $$;
+    CREATE TABLE public.slow (id int PRIMARY KEY, d int DEFAULT public.slow_id(0));
+    CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
+    INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, ${rows}) g;`;
+}
