@@ -12,6 +12,7 @@ import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, 
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier } from './apply/applier.js';
+import { StreamedTransactions, type StreamedCommit } from './apply/streamed.js';
 import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
@@ -82,6 +83,15 @@ export class Migration {
    * set when a batched group hit a constraint (see {@link Applier.strict}), cleared once applied.
    */
   private strictThrough: Lsn | null = null;
+  /**
+   * Ask the source to stream large transactions while they run (see {@link StreamedTransactions}).
+   * Off for the rest of the process once one failed for a reason other than a lost connection: the
+   * server then sends it whole at its commit, where every usual remedy (strict replay, skipping what
+   * the target holds) applies.
+   */
+  private streamLarge = true;
+  /** Why the current session's streamed transaction failed (null: none did). */
+  private streamedFailure: unknown = null;
   /** During the initial copy: builds each copied table's indexes while the others copy. */
   private indexBuilder: EarlyIndexBuilder | null = null;
   /** Commit LSN of the last source transaction begun in the current replication session. */
@@ -140,6 +150,12 @@ export class Migration {
         if (this.fatal) throw this.fatal;
         if (this.stopping) break;
         if (err instanceof PreflightError) throw err;
+        if (this.streamedFailure !== null && this.streamLarge) {
+          this.streamLarge = false;
+          this.streamedFailure = null;
+          this.log.warn({ err }, 'a large transaction applied while it ran on the source failed; from now on large transactions are applied whole, after their commit');
+          continue;
+        }
         if (isConstraintViolation(err) && this.lastBegun !== null && (this.strictThrough === null || this.lastBegun > this.strictThrough)) {
           // Batches reorder changes across tables: replay those transactions change by change (widening the
           // strict range when a later, batched transaction trips too; a failure within it is a real divergence).
@@ -427,11 +443,12 @@ export class Migration {
   /** One replication session: runs until the connection drops, apply fails, or stop. */
   private async streamOnce(): Promise<void> {
     this.failingSide = 'target';
+    this.streamedFailure = null;
     const target = await connectClient(this.target(), 'target');
     this.applyTarget = target;
     const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
-    const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl);
-    this.stream = stream;
+    const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
+    let opened: ReplicationStream | null = null;
     const queue = new Fifo<StreamEvent>();
     let paused = false;
     let ended = false;
@@ -444,6 +461,11 @@ export class Migration {
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
       this.status.connected.target = true;
+      // Large transactions are applied while they run, unless a resumed copy's tables still need
+      // each change's commit LSN (withoutCopied) or a streamed transaction failed in this process.
+      const streaming = this.streamLarge && [...this.snapshotLsns.values()].every((l) => l <= applied);
+      const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl, streaming);
+      this.stream = opened = stream;
       const slot = await this.checkSlot();
       // What the slot already has is confirmable (it may be past `applied`: idle positions are not stored).
       let confirmable: Lsn = slot.confirmedFlush ?? applied;
@@ -530,11 +552,13 @@ export class Migration {
        */
       const commitGroup = async (durable = false): Promise<void> => {
         const done = await applier.commitGroup({ durable });
-        if (!done) return;
+        if (done) await track(done, durable, grouped.splice(0));
+      };
+      /** Follows a queued commit (a group's, or a streamed transaction's) until the target answers; see commitGroup. */
+      const track = async (done: StreamedCommit, durable: boolean, ended: bigint[]): Promise<void> => {
         const entry = { source: done.lsn, target: UNANSWERED };
         undurable.push(entry);
         const started = groupStarted;
-        const ended = grouped.splice(0);
         const current = done.committed.then(({ targetLsn, flushedLsn }) => {
           entry.target = targetLsn;
           applied = maxLsn(applied, done.lsn);
@@ -569,114 +593,159 @@ export class Migration {
       /** The WAL flush for this idle moment was requested (once per idle moment). */
       let flushedIdle = false;
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
-      while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
-        this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
-        if (performance.now() - yielded >= YIELD_MS) {
-          // Applying a backlog rarely waits for anything, and microtasks never let I/O run: without
-          // this the target's answers (and the next queued batch) would wait for the queue to empty.
-          await new Promise((resolve) => setImmediate(resolve));
-          yielded = performance.now();
-        }
-        const event = queue.shift();
-        if (!event) {
-          if (applier.groupOpen && !inTransaction) {
-            // Caught up with a group open: linger briefly for more transactions, then commit it.
-            const more = await new Promise<boolean>((resolve) => {
-              const t = setTimeout(() => resolve(false), GROUP_LINGER_MS);
+      /** The streamed transactions' step in progress: if the loop fails in it, see {@link streamLarge}. */
+      let streamedWork: Promise<unknown> | null = null;
+      try {
+        while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
+          streamedWork = null;
+          this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
+          if (performance.now() - yielded >= YIELD_MS) {
+            // Applying a backlog rarely waits for anything, and microtasks never let I/O run: without
+            // this the target's answers (and the next queued batch) would wait for the queue to empty.
+            await new Promise((resolve) => setImmediate(resolve));
+            yielded = performance.now();
+          }
+          const event = queue.shift();
+          if (!event) {
+            if (applier.groupOpen && !inTransaction) {
+              // Caught up with a group open: linger briefly for more transactions, then commit it.
+              const more = await new Promise<boolean>((resolve) => {
+                const t = setTimeout(() => resolve(false), GROUP_LINGER_MS);
+                this.wake = () => {
+                  this.wake = null;
+                  clearTimeout(t);
+                  resolve(true);
+                };
+              });
+              // Caught up: commit durably, so the position is confirmed now rather than after the
+              // next WAL writer round and durability poll (lag and a cutover's drain see it at once).
+              if (!more && queue.length === 0) await commitGroup(true);
+              continue;
+            }
+            if (!inTransaction && !applier.groupOpen && undurable.length > 0 && !flushedIdle) {
+              // Caught up behind groups committed asynchronously: flush them now, so their positions
+              // are confirmed at once (a cutover's drain waits for exactly this).
+              flushedIdle = true;
+              durableUpTo(await applier.flushWal());
+              confirm(true);
+              continue;
+            }
+            await new Promise<void>((resolve) => {
               this.wake = () => {
-                this.wake = null;
-                clearTimeout(t);
-                resolve(true);
+                this.wake = null; // one wake-up per wait: events arriving while the loop runs cost nothing here
+                resolve();
               };
             });
-            // Caught up: commit durably, so the position is confirmed now rather than after the
-            // next WAL writer round and durability poll (lag and a cutover's drain see it at once).
-            if (!more && queue.length === 0) await commitGroup(true);
             continue;
           }
-          if (!inTransaction && !applier.groupOpen && undurable.length > 0 && !flushedIdle) {
-            // Caught up behind groups committed asynchronously: flush them now, so their positions
-            // are confirmed at once (a cutover's drain waits for exactly this).
-            flushedIdle = true;
-            durableUpTo(await applier.flushWal());
-            confirm(true);
+          flushedIdle = false;
+          queuedBytes -= event.kind === 'message' ? event.bytes : 0;
+          if (paused && queue.length <= QUEUE_HIGH / 10 && queuedBytes <= QUEUE_HIGH_BYTES / 10) {
+            paused = false;
+            stream.resume();
+          }
+          if (event.kind === 'keepalive') {
+            if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup(true);
+            // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
+            if (!inTransaction && !applier.groupOpen) reached(event.walEnd);
+            // Caught up, the server sends one keepalive and waits for the answer before it sends
+            // another: answer at once if the position moved (lag and a cutover's drain wait for it).
+            confirm(event.replyRequested || (queue.length === 0 && confirmable > sentLsn));
             continue;
           }
-          await new Promise<void>((resolve) => {
-            this.wake = () => {
-              this.wake = null; // one wake-up per wait: events arriving while the loop runs cost nothing here
-              resolve();
-            };
-          });
-          continue;
-        }
-        flushedIdle = false;
-        queuedBytes -= event.kind === 'message' ? event.bytes : 0;
-        if (paused && queue.length <= QUEUE_HIGH / 10 && queuedBytes <= QUEUE_HIGH_BYTES / 10) {
-          paused = false;
-          stream.resume();
-        }
-        if (event.kind === 'keepalive') {
-          if (!inTransaction && applier.groupOpen && queue.length === 0) await commitGroup(true);
-          // Between transactions, with nothing uncommitted, everything before walEnd is applied or irrelevant to us.
-          if (!inTransaction && !applier.groupOpen) reached(event.walEnd);
-          // Caught up, the server sends one keepalive and waits for the answer before it sends
-          // another: answer at once if the position moved (lag and a cutover's drain wait for it).
-          confirm(event.replyRequested || (queue.length === 0 && confirmable > sentLsn));
-          continue;
-        }
-        const m = event.message;
-        switch (m.tag) {
-          case 'begin':
-            inTransaction = true;
-            this.lastBegun = m.finalLsn;
-            if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
-            applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
-            if (!applier.groupOpen) groupStarted = performance.now();
-            // The server may resend a transaction that ends at or before what the target holds.
-            skipping = m.finalLsn < applied;
-            break;
-          case 'relation':
-            applier.relation(m);
-            break;
-          case 'insert':
-          case 'update':
-          case 'delete':
-          case 'truncate': {
-            // A table copied by a resumed copy already holds the changes committed before its snapshot.
-            const change = skipping ? null : withoutCopied(m, this.lastBegun ?? 0n, this.snapshotLsns);
-            if (change) await applier.change(change);
-            break;
-          }
-          case 'commit': {
-            inTransaction = false;
-            if (skipping) {
-              skipping = false;
-              this.transactionDone(m.commitTime);
+          const m = event.message;
+          switch (m.tag) {
+            case 'begin':
+              inTransaction = true;
+              this.lastBegun = m.finalLsn;
+              if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
+              applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
+              if (!applier.groupOpen) groupStarted = performance.now();
+              // The server may resend a transaction that ends at or before what the target holds.
+              skipping = m.finalLsn < applied;
+              break;
+            case 'relation':
+              if (m.xid !== undefined) streamed.relation(m);
+              else applier.relation(m);
+              break;
+            case 'insert':
+            case 'update':
+            case 'delete':
+            case 'truncate': {
+              if (m.xid !== undefined) {
+                await (streamedWork = streamed.change(m));
+                break;
+              }
+              // A table copied by a resumed copy already holds the changes committed before its snapshot.
+              const change = skipping ? null : withoutCopied(m, this.lastBegun ?? 0n, this.snapshotLsns);
+              if (change) await applier.change(change);
               break;
             }
-            if (applier.endTransaction(m.endLsn)) {
-              // Several source transactions share one target commit: fewer round trips and fsyncs.
-              grouped.push(m.commitTime);
-              if (applier.groupDue() || this.stopping) await commitGroup(this.stopping); // a stop commits synchronously
-            } else {
-              // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
-              this.transactionDone(m.commitTime);
-              reached(m.endLsn);
-              confirm(queue.length === 0);
+            case 'commit': {
+              inTransaction = false;
+              if (skipping) {
+                skipping = false;
+                this.transactionDone(m.commitTime);
+                break;
+              }
+              if (applier.endTransaction(m.endLsn)) {
+                // Several source transactions share one target commit: fewer round trips and fsyncs.
+                grouped.push(m.commitTime);
+                if (applier.groupDue() || this.stopping) await commitGroup(this.stopping); // a stop commits synchronously
+              } else {
+                // Nothing to apply and nothing uncommitted before it: its end is safe to confirm.
+                this.transactionDone(m.commitTime);
+                reached(m.endLsn);
+                confirm(queue.length === 0);
+              }
+              break;
             }
-            break;
+            case 'message':
+              // Captured DDL (src/ddl/), at its place among the rows of the source transaction.
+              if (!skipping && this.settings.captureDdl && m.prefix === DDL_MESSAGE_PREFIX) {
+                const ddl = decodeDdlMessage(m.content, this.settings.publication);
+                if (ddl && m.xid !== undefined) await (streamedWork = streamed.ddl(ddl));
+                else if (ddl) await applier.ddl(ddl);
+              }
+              break;
+            case 'streamStart':
+              // The block may change rows the open group wrote: commit the group and wait for it, so
+              // the streamed session sees them and never waits for a lock the group holds.
+              if (applier.groupOpen) await commitGroup();
+              await committing;
+              await (streamedWork = streamed.start(m.xid, m.firstSegment, this.strictThrough !== null));
+              break;
+            case 'streamStop':
+              streamed.stop();
+              break;
+            case 'streamCommit': {
+              // Every transaction that committed before it is in the group: that commits first (the
+              // progress row, written by both, keeps the two commits in this order on the target).
+              if (applier.groupOpen) await commitGroup();
+              this.status.pendingCommits.push(pgTimestampToMs(m.commitTime));
+              const done = await (streamedWork = streamed.commit(m.xid, m.endLsn, m.commitLsn < applied));
+              if (done) {
+                done.committed.catch((err: unknown) => {
+                  if (!isConnectionError(err)) this.streamedFailure ??= err;
+                });
+                groupStarted = performance.now();
+                await track(done, false, [m.commitTime]);
+              } else {
+                this.transactionDone(m.commitTime);
+                reached(m.endLsn);
+              }
+              break;
+            }
+            case 'streamAbort':
+              await (streamedWork = streamed.abort(m.xid, m.subXid));
+              break;
+            default:
+              break; // origin, type: nothing to apply
           }
-          case 'message':
-            // Captured DDL (src/ddl/), at its place among the rows of the source transaction.
-            if (!skipping && this.settings.captureDdl && m.prefix === DDL_MESSAGE_PREFIX) {
-              const ddl = decodeDdlMessage(m.content, this.settings.publication);
-              if (ddl) await applier.ddl(ddl);
-            }
-            break;
-          default:
-            break; // origin, type: nothing to apply
         }
+      } catch (err) {
+        if (streamedWork !== null && !isConnectionError(err)) this.streamedFailure = err;
+        throw err;
       }
       if (commitFailure !== null) throw commitFailure;
       if (this.stopping && !ended && !this.abandoned && !this.fatal) {
@@ -699,7 +768,8 @@ export class Migration {
       this.status.pendingCommits.length = 0;
       this.applyTarget = null;
       this.stream = null;
-      await stream.stop().catch(() => {});
+      await opened?.stop().catch(() => {});
+      await streamed.closeAll();
       await applier.rollback().catch(() => {});
       await target.end().catch(() => {});
     }

@@ -153,6 +153,42 @@ export class Applier {
     this.plans.delete(msg.relationOid);
   }
 
+  /** Every relation shape recorded so far (the latest of each), e.g. to seed a second applier of the same stream. */
+  knownRelations(): RelationMessage[] {
+    return [...this.relations.values()];
+  }
+
+  /** Forgets every resolved target table: the next change of each resolves it again (after DDL elsewhere). */
+  forgetPlans(): void {
+    this.plans.clear();
+  }
+
+  /**
+   * Marks `name` at this point of the open target transaction: every change received before it is
+   * sent first, in order. Queued, not awaited; a failure surfaces at the next wait.
+   */
+  async savepoint(name: string): Promise<void> {
+    if (!this.open) this.begin();
+    await this.send();
+    this.queueCommand(`SAVEPOINT ${ident(name)}`);
+  }
+
+  /**
+   * Undoes every change applied after savepoint `name` (a source subtransaction aborted). Changes
+   * buffered but not yet sent are sent first, so the rollback covers exactly the changes received
+   * after the savepoint. The change counts are not corrected.
+   */
+  async rollbackTo(name: string): Promise<void> {
+    await this.send();
+    this.queueCommand(`ROLLBACK TO SAVEPOINT ${ident(name)}`);
+  }
+
+  private queueCommand(sql: string): void {
+    const done = this.serial(async () => void (await this.client.query(sql)));
+    done.catch(() => {}); // surfaces at the next wait, see drain()
+    this.inFlight.push({ done, bytes: 0 });
+  }
+
   /** Maps a relation onto its target table, checked against the target catalog. */
   private async resolve(msg: RelationMessage): Promise<RelationPlan> {
     const table: TableName = { schema: msg.namespace, name: msg.name };

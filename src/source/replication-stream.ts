@@ -10,6 +10,14 @@ import { startReplicationSql } from './slot.js';
 
 const { LogicalReplicationService } = replication;
 
+/**
+ * The walsender's decoding memory when streaming (its `logical_decoding_work_mem`, 64MB by
+ * default): a transaction is streamed, in blocks, once the changes it holds there outgrow it. Smaller
+ * than the default, so a large transaction is applied while the source still decodes it, and the
+ * walsender holds less memory.
+ */
+export const STREAMING_WORK_MEM = '8MB';
+
 /** What the stream delivers, in exactly the order the server sent it. */
 export type StreamEvent =
   | { kind: 'message'; message: PgoutputMessage; bytes: number }
@@ -32,8 +40,14 @@ export class ReplicationStream {
     private readonly log: Logger,
     /** Also stream logical decoding messages (captured DDL). */
     private readonly messages = false,
+    /**
+     * Ask for large transactions while they run (see {@link startReplicationSql}), in blocks of
+     * {@link STREAMING_WORK_MEM} unless the source URL sets `logical_decoding_work_mem` itself.
+     */
+    private readonly streaming = false,
   ) {
-    this.service = new LogicalReplicationService(config, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+    const options = streaming && !/logical_decoding_work_mem/.test(config.options ?? '') ? [config.options, `-c logical_decoding_work_mem=${STREAMING_WORK_MEM}`].filter(Boolean).join(' ') : config.options;
+    this.service = new LogicalReplicationService({ ...config, options }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
   }
 
   /**
@@ -41,7 +55,7 @@ export class ReplicationStream {
    * called synchronously for each event; a decode failure rejects the run instead of skipping data.
    */
   run(startLsn: Lsn, onEvent: (e: StreamEvent) => void): Promise<void> {
-    const decoder = new PgoutputDecoder(1);
+    const decoder = new PgoutputDecoder(this.streaming ? 2 : 1);
     let failure: unknown = null;
     const fail = (err: unknown): void => {
       if (failure) return;
@@ -87,7 +101,7 @@ export class ReplicationStream {
             fail(new PgferryError(ErrorCodes.PROTOCOL, `source: malformed replication stream (${(err as Error).message})`));
           }
         });
-        return client.query(startReplicationSql(slotName, this.publication, lsn, this.messages));
+        return client.query(startReplicationSql(slotName, this.publication, lsn, { messages: this.messages, streaming: this.streaming }));
       },
       parse: () => undefined, // never called: CopyData never reaches the library
     };

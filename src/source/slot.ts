@@ -101,9 +101,12 @@ export async function createSlotWithSnapshot(config: pg.ClientConfig, slot: stri
 }
 
 /**
- * `START_REPLICATION` options for pgoutput (protocol 1: whole transactions, text values);
+ * `START_REPLICATION` options for pgoutput: protocol 1 (whole transactions, sent at commit) or,
+ * with `streaming`, protocol 2 with `streaming 'on'` (a transaction that outgrows the walsender's
+ * `logical_decoding_work_mem` is sent in blocks while it runs); text values either way.
  * `messages` also streams logical decoding messages (captured DDL), in order with the rows.
  */
-export function startReplicationSql(slot: string, publication: string, startLsn: string, messages = false): string {
-  return `START_REPLICATION SLOT ${ident(slot)} LOGICAL ${startLsn} (proto_version '1', publication_names ${literal(ident(publication))}${messages ? ", messages 'true'" : ''})`;
+export function startReplicationSql(slot: string, publication: string, startLsn: string, opts: { messages?: boolean; streaming?: boolean } = {}): string {
+  const proto = opts.streaming ? "proto_version '2', streaming 'on'" : "proto_version '1'";
+  return `START_REPLICATION SLOT ${ident(slot)} LOGICAL ${startLsn} (${proto}, publication_names ${literal(ident(publication))}${opts.messages ? ", messages 'true'" : ''})`;
 }

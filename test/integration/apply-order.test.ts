@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { captureLogger, startInProcess, waitForIdentical } from '../support/pgferry.js';
+import { alwaysParentCheck } from '../support/schema-fixture.js';
 
 /**
  * The applier sends one run per table within a group, so changes to different tables may reach the
@@ -19,16 +20,7 @@ describe('apply order across tables', () => {
     await db.source.query(ddl);
     await db.target.query(ddl);
     // A hand-made foreign key that also fires during apply (session_replication_role = replica).
-    await db.target.query(`
-      CREATE FUNCTION check_customer() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NOT EXISTS (SELECT 1 FROM public.customers WHERE id = NEW.customer) THEN
-          RAISE foreign_key_violation USING MESSAGE = format('customer %s does not exist', NEW.customer);
-        END IF;
-        RETURN NEW;
-      END $$;
-      CREATE TRIGGER orders_customer BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION check_customer();
-      ALTER TABLE orders ENABLE ALWAYS TRIGGER orders_customer;`);
+    await db.target.query(alwaysParentCheck('orders', 'customer', 'customers'));
     app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, schemaCopy: false }, { log: captureLogger(lines, 'warn') });
     await waitFor(() => app!.status.phase === 'streaming', 'streaming', 110_000); // slot creation waits for transactions running anywhere on the source
     // Streamed, not copied: the ALWAYS trigger also fires during the copy, where tables load in parallel.

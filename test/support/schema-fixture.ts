@@ -100,3 +100,21 @@ export function slowTable(rows: number): string {
     CREATE INDEX slow_expr ON public.slow (public.slow_id(id));
     INSERT INTO public.slow SELECT g, 0 FROM generate_series(1, ${rows}) g;`;
 }
+
+/**
+ * A hand-made foreign key on the target that fires during apply (`ENABLE ALWAYS`, so also under
+ * `session_replication_role = replica`): inserting into `child` needs the `parent` row whose id is
+ * in `column`. It sees the order apply sends changes in, which batching may change across tables.
+ */
+export function alwaysParentCheck(child: string, column: string, parent: string): string {
+  return `
+CREATE FUNCTION check_${child}_${column}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM public.${parent} WHERE id = NEW.${column}) THEN
+    RAISE foreign_key_violation USING MESSAGE = format('${column} %s does not exist', NEW.${column});
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER ${child}_${column} BEFORE INSERT ON ${child} FOR EACH ROW EXECUTE FUNCTION check_${child}_${column}();
+ALTER TABLE ${child} ENABLE ALWAYS TRIGGER ${child}_${column};`;
+}

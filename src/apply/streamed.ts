@@ -1,0 +1,197 @@
+import type pg from 'pg';
+import { PgferryError, ErrorCodes } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { formatLsn, type Lsn } from '../protocol/lsn.js';
+import type { PgoutputMessage } from '../protocol/pgoutput.js';
+import type { DdlPayload } from '../ddl/ddl-message.js';
+import { Applier } from './applier.js';
+
+type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
+type RowChange = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
+
+/**
+ * Source transactions streamed at once (each holds a target session and an open transaction):
+ * past this, apply fails over to whole transactions (see {@link StreamedTransactions.start}).
+ */
+export const MAX_STREAMED = 4;
+
+/** One in-progress source transaction and the target session applying it. */
+interface Streamed {
+  xid: number;
+  client: pg.Client;
+  applier: Applier;
+  /** Subtransactions seen, in order of their first change: each has a savepoint before that change. */
+  subtransactions: number[];
+  /** The same, for lookups. */
+  savepoints: Set<number>;
+  /** Relation messages sent inside this transaction's blocks: the main stream relies on them once it commits. */
+  relations: RelationMessage[];
+  /** A captured DDL statement was applied in it. */
+  ddl: boolean;
+}
+
+/** What a streamed transaction's commit left to the caller: as {@link Applier.commitGroup}. */
+export type StreamedCommit = NonNullable<Awaited<ReturnType<Applier['commitGroup']>>>;
+
+/**
+ * Large source transactions applied while they are still running on the source (pgoutput protocol
+ * 2, `streaming 'on'`: the server sends a transaction in blocks once it outgrows
+ * `logical_decoding_work_mem`, then Stream Commit or Stream Abort).
+ *
+ * Each gets a target session of its own and one target transaction, which commits when, and only
+ * when, its Stream Commit arrives, with the transaction's end LSN stored in that same target
+ * transaction (exactly as a group's). A subtransaction gets a savepoint before its first change, so
+ * its Stream Abort rolls back exactly its changes (and those of subtransactions begun after it,
+ * which are its children). Nothing is confirmed to the source because of a streamed transaction
+ * until its commit is durable; one interrupted is rolled back and the server streams it again from
+ * its first change.
+ *
+ * The caller keeps commit order: it commits the main session's group (every transaction that
+ * committed before) before a block is applied and before a streamed transaction commits. Rows a
+ * streamed transaction changes cannot be changed by any transaction the main session applies before
+ * that commit (the source held their locks), so the sessions never wait for each other.
+ */
+export class StreamedTransactions {
+  private readonly open = new Map<number, Streamed>();
+  /** The transaction of the current stream block, between Stream Start and Stream Stop. */
+  private current: Streamed | null = null;
+
+  constructor(
+    private readonly connect: () => Promise<pg.Client>,
+    private readonly main: Applier,
+    private readonly slot: string,
+    private readonly log: Logger,
+    private readonly strictTypes: boolean,
+  ) {}
+
+  /** How many are open (each holds a target session). */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /**
+   * Stream Start. The first block of a transaction opens its session; more than
+   * {@link MAX_STREAMED} at once is refused with an error the caller answers by streaming whole
+   * transactions only.
+   */
+  async start(xid: number, firstSegment: boolean, strict: boolean): Promise<void> {
+    let txn = this.open.get(xid);
+    if (!txn) {
+      if (!firstSegment) throw new PgferryError(ErrorCodes.PROTOCOL, `source: streamed transaction ${xid} continues, but its first block was never received`);
+      if (this.open.size >= MAX_STREAMED) throw new PgferryError(ErrorCodes.APPLY, `source: more than ${MAX_STREAMED} large transactions in progress at once`);
+      const client = await this.connect();
+      const applier = new Applier(client, this.slot, this.log, this.strictTypes);
+      txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false };
+      this.open.set(xid, txn);
+      await applier.init();
+      for (const r of this.main.knownRelations()) applier.relation(r);
+      applier.strict = strict;
+      applier.begin();
+      this.log.debug({ xid }, 'applying a large source transaction while it runs');
+    }
+    this.current = txn;
+  }
+
+  /** Stream Stop: the block ends (its changes stay in the transaction's target session). */
+  stop(): void {
+    this.current = null;
+  }
+
+  relation(msg: RelationMessage): void {
+    const txn = this.block();
+    txn.applier.relation(msg);
+    txn.relations.push(msg);
+  }
+
+  /** A row change of the current block; `xid` is its (sub)transaction's. */
+  change(msg: RowChange & { xid?: number }): Promise<void> {
+    const txn = this.block();
+    const sub = msg.xid;
+    if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return txn.applier.change(msg);
+    txn.subtransactions.push(sub);
+    txn.savepoints.add(sub);
+    return txn.applier.savepoint(savepointName(sub)).then(() => txn.applier.change(msg));
+  }
+
+  async ddl(payload: DdlPayload): Promise<void> {
+    const txn = this.block();
+    txn.ddl = true;
+    await txn.applier.ddl(payload);
+  }
+
+  /**
+   * Stream Commit: commits the transaction's target transaction with `endLsn` stored in it (the
+   * caller committed every earlier group first). `alreadyApplied`: the target holds it already
+   * (it ends at or before the stored position): rolled back instead. The session closes once the
+   * commit is answered. Afterwards the main session knows the relations the transaction described.
+   */
+  async commit(xid: number, endLsn: Lsn, alreadyApplied: boolean): Promise<StreamedCommit | null> {
+    const txn = this.take(xid);
+    if (!txn) throw new PgferryError(ErrorCodes.PROTOCOL, `source: Stream Commit for transaction ${xid}, which was never streamed`);
+    for (const r of txn.relations) this.main.relation(r);
+    if (txn.ddl) this.main.forgetPlans();
+    if (alreadyApplied) {
+      await this.close(txn);
+      return null;
+    }
+    txn.applier.endTransaction(endLsn);
+    const done = await txn.applier.commitGroup();
+    if (!done) {
+      await this.close(txn);
+      return null;
+    }
+    void done.committed.then(
+      () => this.close(txn),
+      () => this.close(txn),
+    );
+    this.log.debug({ xid, endLsn: formatLsn(endLsn) }, 'large source transaction committed');
+    return done;
+  }
+
+  /**
+   * Stream Abort: the whole transaction (`subXid === xid`), rolled back and its session closed, or
+   * one subtransaction, rolled back to its savepoint (a subtransaction without changes has none).
+   */
+  async abort(xid: number, subXid: number): Promise<void> {
+    if (xid === subXid) {
+      const txn = this.take(xid);
+      if (txn) await this.close(txn);
+      return;
+    }
+    const txn = this.open.get(xid);
+    const at = txn ? txn.subtransactions.indexOf(subXid) : -1;
+    if (!txn || at < 0) return;
+    // Savepoints after it belong to its children: ROLLBACK TO releases them.
+    for (const gone of txn.subtransactions.splice(at)) txn.savepoints.delete(gone);
+    await txn.applier.rollbackTo(savepointName(subXid));
+  }
+
+  /** Rolls back and closes every open transaction (a failure, a stop: the server streams them again). */
+  async closeAll(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    this.current = null;
+    await Promise.all(all.map((t) => this.close(t)));
+  }
+
+  private block(): Streamed {
+    if (!this.current) throw new PgferryError(ErrorCodes.PROTOCOL, 'source: streamed change outside a stream block');
+    return this.current;
+  }
+
+  private take(xid: number): Streamed | undefined {
+    const txn = this.open.get(xid);
+    this.open.delete(xid);
+    if (this.current === txn) this.current = null;
+    return txn;
+  }
+
+  private async close(txn: Streamed): Promise<void> {
+    await txn.applier.rollback().catch(() => {});
+    await txn.client.end().catch(() => {});
+  }
+}
+
+function savepointName(subXid: number): string {
+  return `pgferry_sub_${subXid}`;
+}
