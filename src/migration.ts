@@ -717,6 +717,7 @@ export class Migration {
               break;
             case 'streamStop':
               streamed.stop();
+              this.status.largeTransactions = streamed.summary();
               break;
             case 'streamCommit': {
               // Every transaction that committed before it is in the group: that commits first (the
@@ -724,6 +725,7 @@ export class Migration {
               if (applier.groupOpen) await commitGroup();
               this.status.pendingCommits.push(pgTimestampToMs(m.commitTime));
               const done = await (streamedWork = streamed.commit(m.xid, m.endLsn, m.commitLsn < applied));
+              this.status.largeTransactions = streamed.summary();
               if (done) {
                 done.committed.catch((err: unknown) => {
                   if (!isConnectionError(err)) this.streamedFailure ??= err;
@@ -738,6 +740,7 @@ export class Migration {
             }
             case 'streamAbort':
               await (streamedWork = streamed.abort(m.xid, m.subXid));
+              this.status.largeTransactions = streamed.summary();
               break;
             default:
               break; // origin, type: nothing to apply
@@ -770,6 +773,7 @@ export class Migration {
       this.stream = null;
       await opened?.stop().catch(() => {});
       await streamed.closeAll();
+      this.status.largeTransactions = streamed.summary();
       await applier.rollback().catch(() => {});
       await target.end().catch(() => {});
     }

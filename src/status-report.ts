@@ -13,6 +13,7 @@ export interface StatusDocument {
   changesPerSecond?: number | null;
   lastError?: string | null;
   schemaFinishing?: { state?: string; error?: string | null } | null;
+  largeTransactions?: { inProgress: number; changes: number };
   startedAt?: string;
   connected?: { source?: boolean; target?: boolean };
   slot?: { retainedWalBytes?: number | null; walStatus?: string | null; retentionWarningBytes?: number | null };
@@ -56,6 +57,9 @@ export function formatStatusReport(s: StatusDocument): string {
   lines.push(['applied', `${s.appliedLsn ?? '-'}   confirmed ${s.confirmedLsn ?? '-'}   source at ${s.sourceLsn ?? '-'}`]);
   const rate = s.changesPerSecond === null || s.changesPerSecond === undefined ? '' : `, ${count(s.changesPerSecond)}/s`;
   lines.push(['changes', `${count(s.changesApplied ?? 0)} applied${rate} in ${count(s.transactionsApplied ?? 0)} transactions`]);
+  if (s.largeTransactions && s.largeTransactions.inProgress > 0) {
+    lines.push(['large txns', `${s.largeTransactions.inProgress} still running on the source, ${count(s.largeTransactions.changes)} changes applied ahead of the commit`]);
+  }
   if (s.slot) {
     const retained = s.slot.retainedWalBytes === null || s.slot.retainedWalBytes === undefined ? 'unknown' : bytes(s.slot.retainedWalBytes);
     const limit = s.slot.retentionWarningBytes ? ` (warning above ${bytes(s.slot.retentionWarningBytes)})` : '';

@@ -48,6 +48,12 @@ export class MigrationStatus {
    * schema copy or before streaming; a cutover waits for `done`. `failed` carries the error.
    */
   schemaFinishing: { state: 'running' | 'done' | 'failed'; error: string | null } | null = null;
+  /**
+   * Source transactions being applied while they still run on the source (large ones, streamed
+   * before their commit), and the changes received for them so far; nothing of them is visible on
+   * the target, or confirmed, before their commit.
+   */
+  largeTransactions = { inProgress: 0, changes: 0 };
   private readonly samples: { at: number; changes: number; rows: Map<string, number> }[] = [];
 
   /** Records a sample for the rates below; called about once a second. Keeps {@link RATE_WINDOW_MS}. */
@@ -118,6 +124,7 @@ export function statusJson(s: MigrationStatus): Record<string, unknown> {
     changesPerSecond: changesPerSecond === null ? null : Math.round(changesPerSecond * 10) / 10,
     lastError: s.lastError,
     schemaFinishing: s.schemaFinishing === null ? null : { ...s.schemaFinishing },
+    largeTransactions: { ...s.largeTransactions },
     startedAt: s.startedAt.toISOString(),
     connected: { ...s.connected },
     slot: { retainedWalBytes: s.slotRetainedBytes, walStatus: s.slotWalStatus, retentionWarningBytes: s.slotRetentionWarningBytes },

@@ -28,6 +28,8 @@ interface Streamed {
   relations: RelationMessage[];
   /** A captured DDL statement was applied in it. */
   ddl: boolean;
+  /** Row changes received for it. */
+  changes: number;
 }
 
 /** What a streamed transaction's commit left to the caller: as {@link Applier.commitGroup}. */
@@ -64,9 +66,11 @@ export class StreamedTransactions {
     private readonly strictTypes: boolean,
   ) {}
 
-  /** How many are open (each holds a target session). */
-  get size(): number {
-    return this.open.size;
+  /** How many are open (each holds a target session), and the row changes received for them. */
+  summary(): { inProgress: number; changes: number } {
+    let changes = 0;
+    for (const t of this.open.values()) changes += t.changes;
+    return { inProgress: this.open.size, changes };
   }
 
   /**
@@ -81,7 +85,7 @@ export class StreamedTransactions {
       if (this.open.size >= MAX_STREAMED) throw new PgferryError(ErrorCodes.APPLY, `source: more than ${MAX_STREAMED} large transactions in progress at once`);
       const client = await this.connect();
       const applier = new Applier(client, this.slot, this.log, this.strictTypes);
-      txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false };
+      txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false, changes: 0 };
       this.open.set(xid, txn);
       await applier.init();
       for (const r of this.main.knownRelations()) applier.relation(r);
@@ -107,6 +111,7 @@ export class StreamedTransactions {
   change(msg: RowChange & { xid?: number }): Promise<void> {
     const txn = this.block();
     const sub = msg.xid;
+    txn.changes++;
     if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return txn.applier.change(msg);
     txn.subtransactions.push(sub);
     txn.savepoints.add(sub);

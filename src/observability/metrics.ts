@@ -67,6 +67,14 @@ export function createMetrics(status: MigrationStatus): Metrics {
       this.set(lagSeconds(status));
     },
   });
+  new Gauge({
+    name: 'pgferry_large_transactions_in_progress',
+    help: 'Source transactions being applied while they still run on the source (streamed before their commit)',
+    registers,
+    collect() {
+      this.set(status.largeTransactions.inProgress);
+    },
+  });
   lsnGauge(registry, 'pgferry_applied_lsn', 'End LSN of the last source transaction committed on the target, as a byte position', () => status.appliedLsn);
   lsnGauge(registry, 'pgferry_confirmed_lsn', 'Position confirmed to the source slot, as a byte position', () => status.confirmedLsn);
   lsnGauge(registry, 'pgferry_source_lsn', "The source's current WAL position, as a byte position", () => status.sourceLsn);

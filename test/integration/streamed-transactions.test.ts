@@ -67,6 +67,8 @@ describe('large transactions applied while they run on the source', () => {
     // Committed while it runs: applied at once on the main session, not behind the large one.
     await marker(1);
     expect(await rowCount(db.target, 'items')).toBe(0);
+    expect(app!.status.largeTransactions.inProgress).toBe(1);
+    expect(app!.status.largeTransactions.changes).toBeGreaterThan(0);
 
     await writer.query(`UPDATE items SET v = 'top' WHERE id % 7 = 0; DELETE FROM items WHERE id BETWEEN 2001 AND 2500`);
     await writer.query('COMMIT');
@@ -74,6 +76,7 @@ describe('large transactions applied while they run on the source', () => {
     expect(await rowCount(db.target, 'items')).toBe(3500);
     expect((await db.target.query(`SELECT 1 FROM items WHERE v = 'gone' OR n = 1`)).rowCount).toBe(0);
     expect(await openSessions()).toBe(0);
+    expect(app!.status.largeTransactions).toEqual({ inProgress: 0, changes: 0 });
     expect(lines.filter((l) => l.includes('"level":50') || l.includes('applied whole'))).toEqual([]);
   });
 

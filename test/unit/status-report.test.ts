@@ -33,6 +33,11 @@ describe('formatStatusReport', () => {
     expect(formatStatusReport({ phase: 'streaming', schemaFinishing: { state: 'done', error: null } })).not.toContain('schema ');
   });
 
+  it('shows large transactions applied while they run on the source, nothing when there are none', () => {
+    expect(formatStatusReport({ phase: 'streaming', largeTransactions: { inProgress: 1, changes: 123456 } })).toMatch(/large txns +1 still running on the source, 123,456 changes applied ahead of the commit\n/);
+    expect(formatStatusReport({ phase: 'streaming', largeTransactions: { inProgress: 0, changes: 0 } })).not.toContain('large txns');
+  });
+
   it('copes with a document from an older pgferry (fields missing)', () => {
     expect(formatStatusReport({ phase: 'streaming' })).toMatch(/^phase +streaming\nlag +unknown\n/);
   });
