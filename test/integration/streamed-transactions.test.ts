@@ -5,6 +5,7 @@ import { createTestDatabases, waitFor, type TestDatabases } from '../support/dat
 import { captureLogger, startInProcess, waitForIdentical } from '../support/pgferry.js';
 import { rowCount } from '../support/compare.js';
 import { alwaysParentCheck } from '../support/schema-fixture.js';
+import { MAX_STREAMED } from '../../src/apply/streamed.js';
 
 const TABLES = ['items', 'log'];
 
@@ -128,5 +129,29 @@ describe('large transactions applied while they run on the source', () => {
     expect(lines.some((l) => l.includes('applied whole'))).toBe(true);
     expect(lines.some((l) => l.includes('one change at a time'))).toBe(true);
     expect(app!.status.phase).toBe('streaming');
+  });
+
+  it(`more than ${MAX_STREAMED} large transactions at once: the one past the limit makes pgferry take them whole, and all apply once`, async () => {
+    await app!.stop();
+    app = await start(); // streaming again (a new process's state)
+    const writers: pg.Client[] = [];
+    try {
+      for (let w = 0; w <= MAX_STREAMED; w++) {
+        const c = new pg.Client({ connectionString: db.sourceUrl });
+        await c.connect();
+        writers.push(c);
+        await c.query('BEGIN');
+        await c.query(`INSERT INTO items (id, v) SELECT g, 'writer ${w}' FROM generate_series(${100_000 + w * 10_000}, ${100_000 + w * 10_000 + 2999}) g`);
+      }
+      // The server streams the largest of them each time its decoding memory is full: in the end every one.
+      for (let w = 0; w <= MAX_STREAMED; w++) await writers[w]!.query(`INSERT INTO items (id, v) SELECT g, 'more' FROM generate_series(${100_000 + w * 10_000 + 3000}, ${100_000 + w * 10_000 + 5999}) g`);
+      await waitFor(() => lines.some((l) => l.includes(`more than ${MAX_STREAMED} large transactions`)), 'the limit reached');
+      for (const c of writers) await c.query('COMMIT');
+      await waitForIdentical(db.source, db.target, TABLES);
+      expect(await openSessions()).toBe(0);
+      expect(app.status.phase).toBe('streaming');
+    } finally {
+      for (const c of writers) await c.end().catch(() => {});
+    }
   });
 });
