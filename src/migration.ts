@@ -501,7 +501,9 @@ export class Migration {
       };
 
       let queuedBytes = 0;
-      const running = stream.run(applied, (e) => {
+      /** Where this replication session starts: a streamed transaction that began before it may be one the target holds. */
+      const startLsn = applied;
+      const running = stream.run(startLsn, (e) => {
         if (e.kind === 'message' && e.message.tag === 'begin') this.status.pendingCommits.push(pgTimestampToMs(e.message.commitTime));
         queue.push(e);
         queuedBytes += e.kind === 'message' ? e.bytes : 0;
@@ -713,7 +715,7 @@ export class Migration {
               // the streamed session sees them and never waits for a lock the group holds.
               if (applier.groupOpen) await commitGroup();
               await committing;
-              await (streamedWork = streamed.start(m.xid, m.firstSegment, this.strictThrough !== null));
+              await (streamedWork = streamed.start(m.xid, m.firstSegment, this.strictThrough !== null, (event.at ?? startLsn) < startLsn));
               break;
             case 'streamStop':
               streamed.stop();
@@ -732,6 +734,9 @@ export class Migration {
                 });
                 groupStarted = performance.now();
                 await track(done, false, [m.commitTime]);
+                // What comes next runs on the main session and may touch its rows (or shape, after
+                // captured DDL): they must be committed first.
+                await committing;
               } else {
                 this.transactionDone(m.commitTime);
                 reached(m.endLsn);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { PgferryError, ErrorCodes } from '../errors.js';
+import { PgferryError, ErrorCodes, isConnectionError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { formatLsn, type Lsn } from '../protocol/lsn.js';
 import type { PgoutputMessage } from '../protocol/pgoutput.js';
@@ -30,6 +30,15 @@ interface Streamed {
   ddl: boolean;
   /** Row changes received for it. */
   changes: number;
+  /**
+   * It began before the position this replication session started from, so it may be one the
+   * target already holds: after a restart PostgreSQL 14 streams such a transaction again (seen
+   * with captured DDL in it) and then aborts it. Its failures are kept, not thrown, until its
+   * Stream Commit or Stream Abort tells which it was.
+   */
+  suspect: boolean;
+  /** A suspect transaction's failure (its session is closed and the rest of it ignored). */
+  failed: unknown;
 }
 
 /** What a streamed transaction's commit left to the caller: as {@link Applier.commitGroup}. */
@@ -78,16 +87,16 @@ export class StreamedTransactions {
    * {@link MAX_STREAMED} at once is refused with an error the caller answers by streaming whole
    * transactions only.
    */
-  async start(xid: number, firstSegment: boolean, strict: boolean): Promise<void> {
+  async start(xid: number, firstSegment: boolean, strict: boolean, suspect = false): Promise<void> {
     let txn = this.open.get(xid);
     if (!txn) {
       if (!firstSegment) throw new PgferryError(ErrorCodes.PROTOCOL, `source: streamed transaction ${xid} continues, but its first block was never received`);
       if (this.open.size >= MAX_STREAMED) throw new PgferryError(ErrorCodes.APPLY, `source: more than ${MAX_STREAMED} large transactions in progress at once`);
       const client = await this.connect();
       const applier = new Applier(client, this.slot, this.log, this.strictTypes);
-      txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false, changes: 0 };
+      txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false, changes: 0, suspect, failed: null };
       this.open.set(xid, txn);
-      await applier.init();
+      await this.guard(txn, applier.init());
       for (const r of this.main.knownRelations()) applier.relation(r);
       applier.strict = strict;
       applier.begin();
@@ -112,16 +121,31 @@ export class StreamedTransactions {
     const txn = this.block();
     const sub = msg.xid;
     txn.changes++;
-    if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return txn.applier.change(msg);
+    if (txn.failed !== null) return Promise.resolve();
+    if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return this.guard(txn, txn.applier.change(msg));
     txn.subtransactions.push(sub);
     txn.savepoints.add(sub);
-    return txn.applier.savepoint(savepointName(sub)).then(() => txn.applier.change(msg));
+    return this.guard(txn, txn.applier.savepoint(savepointName(sub)).then(() => txn.applier.change(msg)));
   }
 
   async ddl(payload: DdlPayload): Promise<void> {
     const txn = this.block();
     txn.ddl = true;
-    await txn.applier.ddl(payload);
+    if (txn.failed === null) await this.guard(txn, txn.applier.ddl(payload));
+  }
+
+  /**
+   * `work` on a suspect transaction's session: a failure (other than a lost connection) is kept
+   * and its session closed, instead of failing the stream.
+   */
+  private guard(txn: Streamed, work: Promise<void>): Promise<void> {
+    if (!txn.suspect) return work;
+    return work.catch(async (err: unknown) => {
+      if (isConnectionError(err)) throw err;
+      txn.failed = err;
+      this.log.debug({ xid: txn.xid, err }, 'a streamed transaction that began before the start position failed; waiting for its end');
+      await this.close(txn);
+    });
   }
 
   /**
@@ -139,6 +163,7 @@ export class StreamedTransactions {
       await this.close(txn);
       return null;
     }
+    if (txn.failed !== null) throw txn.failed;
     txn.applier.endTransaction(endLsn);
     const done = await txn.applier.commitGroup();
     if (!done) {
@@ -165,10 +190,10 @@ export class StreamedTransactions {
     }
     const txn = this.open.get(xid);
     const at = txn ? txn.subtransactions.indexOf(subXid) : -1;
-    if (!txn || at < 0) return;
+    if (!txn || at < 0 || txn.failed !== null) return;
     // Savepoints after it belong to its children: ROLLBACK TO releases them.
     for (const gone of txn.subtransactions.splice(at)) txn.savepoints.delete(gone);
-    await txn.applier.rollbackTo(savepointName(subXid));
+    await this.guard(txn, txn.applier.rollbackTo(savepointName(subXid)));
   }
 
   /** Rolls back and closes every open transaction (a failure, a stop: the server streams them again). */

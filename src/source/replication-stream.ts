@@ -20,7 +20,11 @@ export const STREAMING_WORK_MEM = '8MB';
 
 /** What the stream delivers, in exactly the order the server sent it. */
 export type StreamEvent =
-  | { kind: 'message'; message: PgoutputMessage; bytes: number }
+  /**
+   * `at`: the XLogData message's WAL start, read only for Stream Start, where the server puts the
+   * streamed transaction's first change.
+   */
+  | { kind: 'message'; message: PgoutputMessage; bytes: number; at?: Lsn }
   | { kind: 'keepalive'; walEnd: Lsn; replyRequested: boolean };
 
 /**
@@ -72,7 +76,9 @@ export class ReplicationStream {
       if (failure) return;
       try {
         if (chunk[0] === 0x77 && chunk.length >= 25) {
-          onEvent({ kind: 'message', message: decoder.decode(chunk, 25), bytes: chunk.length - 25 });
+          const message = decoder.decode(chunk, 25);
+          if (message.tag === 'streamStart') onEvent({ kind: 'message', message, bytes: chunk.length - 25, at: chunk.readBigUInt64BE(1) });
+          else onEvent({ kind: 'message', message, bytes: chunk.length - 25 });
         } else if (chunk[0] === 0x6b && chunk.length >= 18) {
           onEvent({ kind: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] !== 0 });
         } else {

@@ -5,7 +5,8 @@ import { createTestDatabases, waitFor, type TestDatabases } from '../support/dat
 import { captureLogger, startInProcess, waitForIdentical } from '../support/pgferry.js';
 import { rowCount } from '../support/compare.js';
 import { alwaysParentCheck } from '../support/schema-fixture.js';
-import { MAX_STREAMED } from '../../src/apply/streamed.js';
+import { MAX_STREAMED, StreamedTransactions } from '../../src/apply/streamed.js';
+import { Applier } from '../../src/apply/applier.js';
 
 const TABLES = ['items', 'log'];
 
@@ -22,8 +23,8 @@ describe('large transactions applied while they run on the source', () => {
   const lines: string[] = [];
   let sourceUrl: string;
 
-  const start = async (): Promise<App> => {
-    const started = await startInProcess({ source: sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` }, { log: captureLogger(lines, 'warn') });
+  const start = async (opts: { captureDdl?: boolean } = {}): Promise<App> => {
+    const started = await startInProcess({ source: sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, ...opts }, { log: captureLogger(lines, 'warn') });
     await waitFor(() => started.status.phase === 'streaming', 'streaming', 110_000);
     return started;
   };
@@ -152,6 +153,78 @@ describe('large transactions applied while they run on the source', () => {
       expect(app.status.phase).toBe('streaming');
     } finally {
       for (const c of writers) await c.end().catch(() => {});
+    }
+  });
+
+  it('applies captured DDL inside a large transaction in place; the next small transaction uses the new shape; a restart right after it changes nothing', async () => {
+    await app!.stop();
+    const logged = lines.length;
+    app = await start({ captureDdl: true });
+    // Open across everything below, so the slot's restart_lsn stays before the large transaction.
+    const holder = new pg.Client({ connectionString: db.sourceUrl });
+    await holder.connect();
+    try {
+      await holder.query(`BEGIN; INSERT INTO log VALUES (50, 'held open')`);
+      const before = await streamedCount();
+      await writer.query('BEGIN');
+      await writer.query(`INSERT INTO items (id, v) SELECT g, 'before ddl' FROM generate_series(30001, 33000) g`);
+      await writer.query(`ALTER TABLE items ADD COLUMN extra text NOT NULL DEFAULT 'x'`);
+      await writer.query(`INSERT INTO items (id, v, extra) SELECT g, 'after ddl', 'y' FROM generate_series(33001, 36000) g`);
+      await waitFor(async () => (await streamedCount()) > before && (await openSessions()) > 0, 'the transaction streamed and open on the target');
+      await writer.query('COMMIT');
+      await db.source.query(`INSERT INTO items (id, v, extra) VALUES (40000, 'small', 'z')`);
+      await waitForIdentical(db.source, db.target, TABLES);
+      expect((await db.target.query(`SELECT extra FROM items WHERE id = 40000`)).rows).toEqual([{ extra: 'z' }]);
+
+      // Restarted, the server decodes it again from restart_lsn (PostgreSQL 14 may even stream it
+      // again, then abort it: see the suspect transactions below).
+      await app.stop();
+      app = await start({ captureDdl: true });
+      await holder.query('COMMIT');
+      await marker(3);
+      await waitForIdentical(db.source, db.target, TABLES);
+    } finally {
+      await holder.end().catch(() => {});
+    }
+    expect(lines.slice(logged).filter((l) => l.includes('"level":50') || l.includes('applied whole'))).toEqual([]);
+  });
+
+  it('a streamed transaction that began before the start position and fails waits for its end: aborted or already applied, it changes nothing; committed, it fails', async () => {
+    // After a restart PostgreSQL 14 may stream again a transaction that holds catalog changes and
+    // committed before the start position, then abort it (it depends on WAL timing, so the
+    // messages are given here directly).
+    await db.target.query(`CREATE TABLE dups (id int PRIMARY KEY); INSERT INTO dups SELECT generate_series(1, 20000)`);
+    const connect = async (): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: db.targetUrl, application_name: 'pgferry' });
+      await c.connect();
+      return c;
+    };
+    const mainClient = await connect();
+    const log = captureLogger(lines, 'warn');
+    try {
+      const main = new Applier(mainClient, db.slot, log);
+      await main.init();
+      main.relation({ tag: 'relation', relationOid: 424242, namespace: 'public', name: 'dups', replicaIdentity: 'default', columns: [{ name: 'id', typeOid: 23, typeModifier: -1, isKey: true }] });
+      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      /** Every row the target holds already: enough COPY batches that the failure surfaces while they are sent. */
+      const resend = async (xid: number, suspect: boolean): Promise<void> => {
+        await streamed.start(xid, true, false, suspect);
+        for (let id = 1; id <= 20000; id++) await streamed.change({ tag: 'insert', xid, relationOid: 424242, newTuple: [String(id)] });
+        streamed.stop();
+      };
+      await resend(900, true);
+      await streamed.abort(900, 900);
+      await resend(901, true);
+      expect(await streamed.commit(901, 1n, true)).toBeNull();
+      await resend(902, true);
+      await expect(streamed.commit(902, 1n, false)).rejects.toThrow(/duplicate key/);
+      // Not suspect: the failure is the stream's at once.
+      await expect(resend(903, false)).rejects.toThrow(/duplicate key/);
+      await streamed.closeAll();
+      expect(streamed.summary()).toEqual({ inProgress: 0, changes: 0 });
+      expect(await openSessions()).toBe(0);
+    } finally {
+      await mainClient.end();
     }
   });
 });
