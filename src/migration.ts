@@ -90,6 +90,8 @@ export class Migration {
    * the target holds) applies.
    */
   private streamLarge = true;
+  /** The current replication session's streamed transactions (for a forced stop). */
+  private streamedTxns: StreamedTransactions | null = null;
   /** Why the current session's streamed transaction failed (null: none did). */
   private streamedFailure: unknown = null;
   /** During the initial copy: builds each copied table's indexes while the others copy. */
@@ -195,6 +197,7 @@ export class Migration {
       this.wake?.();
       void this.stream?.stop().catch(() => {});
       void this.applyTarget?.end().catch(() => {}); // unblocks a statement that hangs on the target
+      this.streamedTxns?.terminate(); // ...also on a streamed transaction's session
     }, graceMs);
     try {
       await this.idle;
@@ -448,6 +451,7 @@ export class Migration {
     this.applyTarget = target;
     const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
     const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
+    this.streamedTxns = streamed;
     let opened: ReplicationStream | null = null;
     const queue = new Fifo<StreamEvent>();
     let paused = false;
@@ -715,6 +719,8 @@ export class Migration {
               // the streamed session sees them and never waits for a lock the group holds.
               if (applier.groupOpen) await commitGroup();
               await committing;
+              // Its first change before this session's start (or unknown, 0: the server leaves the
+              // position out when an Origin message follows) makes it suspect.
               await (streamedWork = streamed.start(m.xid, m.firstSegment, this.strictThrough !== null, (event.at ?? startLsn) < startLsn));
               break;
             case 'streamStop':
@@ -722,9 +728,11 @@ export class Migration {
               this.status.largeTransactions = streamed.summary();
               break;
             case 'streamCommit': {
-              // Every transaction that committed before it is in the group: that commits first (the
-              // progress row, written by both, keeps the two commits in this order on the target).
+              // Every transaction that committed before it is in the main session's groups: they
+              // must be committed (answered) first. Otherwise its commit, on an idle session, could
+              // store its end LSN before them, and a crash or a failed group would skip them.
               if (applier.groupOpen) await commitGroup();
+              await committing;
               this.status.pendingCommits.push(pgTimestampToMs(m.commitTime));
               const done = await (streamedWork = streamed.commit(m.xid, m.endLsn, m.commitLsn < applied));
               this.status.largeTransactions = streamed.summary();
@@ -777,9 +785,11 @@ export class Migration {
       this.applyTarget = null;
       this.stream = null;
       await opened?.stop().catch(() => {});
-      await streamed.closeAll();
-      this.status.largeTransactions = streamed.summary();
+      // The main session first: a streamed session's rollback must not wait behind its locks.
       await applier.rollback().catch(() => {});
+      await streamed.closeAll();
+      this.streamedTxns = null;
+      this.status.largeTransactions = streamed.summary();
       await target.end().catch(() => {});
     }
   }

@@ -174,13 +174,15 @@ export class Applier {
   }
 
   /**
-   * Undoes every change applied after savepoint `name` (a source subtransaction aborted). Changes
-   * buffered but not yet sent are sent first, so the rollback covers exactly the changes received
-   * after the savepoint. The change counts are not corrected.
+   * Undoes every change applied after savepoint `name` (a source subtransaction aborted), and
+   * returns once it is done: the source released that subtransaction's row locks, so what comes
+   * next on another session may touch those rows. Changes buffered but not yet sent are sent first,
+   * so the rollback covers exactly the changes received after the savepoint. The change counts are
+   * not corrected.
    */
   async rollbackTo(name: string): Promise<void> {
-    await this.send();
-    this.queueCommand(`ROLLBACK TO SAVEPOINT ${ident(name)}`);
+    await this.flush();
+    await this.serial(() => this.client.query(`ROLLBACK TO SAVEPOINT ${ident(name)}`));
   }
 
   private queueCommand(sql: string): void {

@@ -97,6 +97,8 @@ export class StreamedTransactions {
       txn = { xid, client, applier, subtransactions: [], savepoints: new Set(), relations: [], ddl: false, changes: 0, suspect, failed: null };
       this.open.set(xid, txn);
       await this.guard(txn, applier.init());
+      // Its transaction stays open as long as the source's runs: no target timeout may end it.
+      await this.guard(txn, client.query(`SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout')`).then(() => undefined));
       for (const r of this.main.knownRelations()) applier.relation(r);
       applier.strict = strict;
       applier.begin();
@@ -189,11 +191,20 @@ export class StreamedTransactions {
       return;
     }
     const txn = this.open.get(xid);
-    const at = txn ? txn.subtransactions.indexOf(subXid) : -1;
-    if (!txn || at < 0 || txn.failed !== null) return;
+    if (!txn || txn.failed !== null) return;
+    // A captured DDL message carries the top-level xid, so whether it belonged to the aborted
+    // subtransaction is unknown: let the server send the transaction whole at its commit instead.
+    if (txn.ddl) throw new PgferryError(ErrorCodes.APPLY, `source: a subtransaction of large transaction ${xid}, which holds captured DDL, was rolled back`);
+    const at = txn.subtransactions.indexOf(subXid);
+    if (at < 0) return;
     // Savepoints after it belong to its children: ROLLBACK TO releases them.
     for (const gone of txn.subtransactions.splice(at)) txn.savepoints.delete(gone);
     await this.guard(txn, txn.applier.rollbackTo(savepointName(subXid)));
+  }
+
+  /** Ends every open transaction's session at once, without waiting for what it runs (a forced stop). */
+  terminate(): void {
+    for (const t of this.open.values()) void t.client.end().catch(() => {});
   }
 
   /** Rolls back and closes every open transaction (a failure, a stop: the server streams them again). */

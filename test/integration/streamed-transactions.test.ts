@@ -43,7 +43,7 @@ describe('large transactions applied while they run on the source', () => {
     db = await createTestDatabases('streamed');
     sourceUrl = `${db.sourceUrl}?options=${encodeURIComponent('-c logical_decoding_work_mem=64kB')}`;
     await db.source.query(`CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
-      CREATE TABLE log (id int PRIMARY KEY, note text NOT NULL);`);
+      CREATE TABLE log (id int PRIMARY KEY, note text NOT NULL); CREATE TABLE audit (id int PRIMARY KEY, note text NOT NULL);`);
     writer = new pg.Client({ connectionString: db.sourceUrl });
     await writer.connect();
     app = await start();
@@ -82,6 +82,43 @@ describe('large transactions applied while they run on the source', () => {
     expect(lines.filter((l) => l.includes('"level":50') || l.includes('applied whole'))).toEqual([]);
   });
 
+  it('the main session failing around a large transaction\'s commit (its group waiting for a lock, then terminated) loses nothing', async () => {
+    const lockers = [new pg.Client({ connectionString: db.targetUrl }), new pg.Client({ connectionString: db.targetUrl })] as const;
+    for (const l of lockers) await l.connect();
+    /** pgferry's target session waiting for a lock on `table`. */
+    const waiting = async (table: string): Promise<number | null> =>
+      (await db.target.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgferry' AND wait_event_type = 'Lock' AND query LIKE $2`, [db.name, `%"public"."${table}"%`])).rows[0]?.pid ?? null;
+    try {
+      const before = await streamedCount();
+      await writer.query('BEGIN');
+      await writer.query(`INSERT INTO items (id, v) SELECT g, 'ordered' FROM generate_series(50001, 53000) g`);
+      await waitFor(async () => (await streamedCount()) > before && (await openSessions()) > 0, 'the transaction streamed and open on the target');
+      // Hold apply on a first small transaction, so the next one and the large commit arrive together.
+      await lockers[0].query('BEGIN; LOCK TABLE log IN ACCESS EXCLUSIVE MODE');
+      await db.source.query(`INSERT INTO log VALUES (59, 'held')`);
+      await waitFor(async () => (await waiting('log')) !== null, 'apply waiting for the log lock');
+      await db.source.query(`INSERT INTO audit VALUES (60, 'committed before the large one')`);
+      await writer.query('COMMIT');
+      const end = (await db.source.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+      await waitFor(
+        async () => (await db.source.query(`SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1 AND r.flush_lsn IS NOT NULL AND r.sent_lsn >= $2::pg_lsn`, [db.slot, end])).rowCount === 1,
+        'the large commit sent',
+      );
+      await lockers[1].query('BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE');
+      await lockers[0].query('ROLLBACK');
+      // The group holding the audit row now waits for its lock; then it fails. The large
+      // transaction must not be committed ahead of it (a restart would skip the audit row): the
+      // loop waits for the group's commit first (this sequence does not force the race, it checks
+      // the failure path ends identical).
+      await waitFor(async () => (await waiting('audit')) !== null, 'apply waiting for the audit lock');
+      await db.target.query('SELECT pg_terminate_backend($1)', [await waiting('audit')]);
+      await lockers[1].query('ROLLBACK');
+      await waitForIdentical(db.source, db.target, [...TABLES, 'audit']);
+    } finally {
+      for (const l of lockers) await l.end();
+    }
+  });
+
   it('leaves no trace of a large transaction rolled back on the source', async () => {
     const before = await streamedCount();
     await writer.query('BEGIN');
@@ -103,12 +140,12 @@ describe('large transactions applied while they run on the source', () => {
     await app!.stop();
     app = undefined;
     expect(await openSessions()).toBe(0);
-    expect(await rowCount(db.target, 'items')).toBe(3500);
+    expect(await rowCount(db.target, 'items')).toBe(6500);
     app = await start();
     await writer.query(`INSERT INTO items (id, v) SELECT g, 'after restart' FROM generate_series(25001, 26000) g`);
     await writer.query('COMMIT');
     await waitForIdentical(db.source, db.target, TABLES);
-    expect(await rowCount(db.target, 'items')).toBe(3500 + 6000);
+    expect(await rowCount(db.target, 'items')).toBe(6500 + 6000);
   });
 
   it('a streamed transaction that fails on the target is applied again whole, after its commit, where a strict replay resolves it', async () => {
@@ -187,6 +224,23 @@ describe('large transactions applied while they run on the source', () => {
       await holder.end().catch(() => {});
     }
     expect(lines.slice(logged).filter((l) => l.includes('"level":50') || l.includes('applied whole'))).toEqual([]);
+
+    // Captured DDL in a subtransaction rolled back: a DDL message carries the top-level xid, so it
+    // cannot be told apart; the transaction is applied whole, after its commit, instead.
+    const streamedBefore = await streamedCount();
+    await writer.query('BEGIN');
+    await writer.query(`INSERT INTO items (id, v) SELECT g, 'around a rolled-back ddl' FROM generate_series(60001, 63000) g`);
+    await writer.query(`SAVEPOINT s; ALTER TABLE items ADD COLUMN gone int`);
+    await writer.query(`INSERT INTO items (id, v, gone) SELECT g, 'in the subtransaction', 1 FROM generate_series(70001, 73000) g`);
+    // Applied on the streamed session: it holds the ALTER's lock.
+    await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted`)).rowCount! > 0, 'the DDL applied on the streamed session');
+    await writer.query(`ROLLBACK TO SAVEPOINT s`);
+    await writer.query(`INSERT INTO items (id, v) SELECT g, 'after it' FROM generate_series(63001, 64000) g`);
+    await writer.query('COMMIT');
+    await waitForIdentical(db.source, db.target, TABLES);
+    expect(await streamedCount()).toBeGreaterThan(streamedBefore);
+    expect((await db.target.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'gone'`)).rowCount).toBe(0);
+    expect(lines.slice(logged).some((l) => l.includes('applied whole'))).toBe(true);
   });
 
   it('a streamed transaction that began before the start position and fails waits for its end: aborted or already applied, it changes nothing; committed, it fails', async () => {
