@@ -57,10 +57,11 @@ export type StreamedCommit = NonNullable<Awaited<ReturnType<Applier['commitGroup
  * until its commit is durable; one interrupted is rolled back and the server streams it again from
  * its first change.
  *
- * The caller keeps commit order: it commits the main session's group (every transaction that
- * committed before) before a block is applied and before a streamed transaction commits. Rows a
- * streamed transaction changes cannot be changed by any transaction the main session applies before
- * that commit (the source held their locks), so the sessions never wait for each other.
+ * The caller keeps commit order: it commits the main session's groups (every transaction that
+ * committed before) and waits for them before a block is applied and before a streamed transaction
+ * commits. Rows a streamed transaction changes cannot be changed by any transaction the main session
+ * applies before that commit (the source held their locks; a subtransaction's abort releases them,
+ * so {@link abort} returns once its rollback is done), so the sessions never wait for each other.
  */
 export class StreamedTransactions {
   private readonly open = new Map<number, Streamed>();
