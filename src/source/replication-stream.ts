@@ -10,14 +10,6 @@ import { startReplicationSql } from './slot.js';
 
 const { LogicalReplicationService } = replication;
 
-/**
- * The walsender's decoding memory when streaming (its `logical_decoding_work_mem`, 64MB by
- * default): a transaction is streamed, in blocks, once the changes it holds there outgrow it. Smaller
- * than the default, so a large transaction is applied while the source still decodes it, and the
- * walsender holds less memory.
- */
-export const STREAMING_WORK_MEM = '8MB';
-
 /** What the stream delivers, in exactly the order the server sent it. */
 export type StreamEvent =
   /**
@@ -45,13 +37,13 @@ export class ReplicationStream {
     /** Also stream logical decoding messages (captured DDL). */
     private readonly messages = false,
     /**
-     * Ask for large transactions while they run (see {@link startReplicationSql}), in blocks of
-     * {@link STREAMING_WORK_MEM} unless the source URL sets `logical_decoding_work_mem` itself.
+     * Ask for large transactions while they run (see {@link startReplicationSql}): a transaction is
+     * streamed once it outgrows the walsender's `logical_decoding_work_mem` (the source's setting,
+     * 64MB by default, or the source URL's `options`), where it would otherwise spill to disk.
      */
     private readonly streaming = false,
   ) {
-    const options = streaming && !/logical_decoding_work_mem/.test(config.options ?? '') ? [config.options, `-c logical_decoding_work_mem=${STREAMING_WORK_MEM}`].filter(Boolean).join(' ') : config.options;
-    this.service = new LogicalReplicationService({ ...config, options }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+    this.service = new LogicalReplicationService(config, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
   }
 
   /**
