@@ -51,6 +51,7 @@ program
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace (env PGFERRY_LOG_LEVEL, default info)')
   .option('--schema-copy <bool>', 'create the source schema on the target: true or false (env PGFERRY_SCHEMA_COPY, default true)')
   .option('--capture-ddl [bool]', 'apply schema changes made on the source while streaming (env PGFERRY_CAPTURE_DDL, default false)')
+  .option('--stream-large-transactions <bool>', 'apply large source transactions while they run: true or false (env PGFERRY_STREAM_LARGE_TRANSACTIONS, default true)')
   .option('--slot-retention-warning <size>', 'warn when the slot retains more source WAL, e.g. 10GB (env PGFERRY_SLOT_RETENTION_WARNING, default 10GB)')
   .option('--copy-workers <n>', 'initial copy sessions at once, 1-64 (env PGFERRY_COPY_WORKERS, default 4)')
   .action(async (flags: RawSettings & { config?: string }) => {

@@ -465,9 +465,9 @@ export class Migration {
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
       this.status.connected.target = true;
-      // Large transactions are applied while they run, unless a resumed copy's tables still need
-      // each change's commit LSN (withoutCopied) or a streamed transaction failed in this process.
-      const streaming = this.streamLarge && [...this.snapshotLsns.values()].every((l) => l <= applied);
+      // Large transactions are applied while they run, unless turned off, a resumed copy's tables
+      // still need each change's commit LSN (withoutCopied), or one failed in this process.
+      const streaming = this.settings.streamLargeTransactions && this.streamLarge && [...this.snapshotLsns.values()].every((l) => l <= applied);
       const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl, streaming);
       this.stream = opened = stream;
       const slot = await this.checkSlot();

@@ -26,6 +26,11 @@ export interface Settings {
    * its point in the stream (src/ddl/). Off: a shape change stops apply until the target is altered.
    */
   captureDdl: boolean;
+  /**
+   * Ask the source to stream transactions that outgrow its `logical_decoding_work_mem` while they
+   * run, and apply them as they arrive (src/apply/streamed.ts); off: they are sent whole at commit.
+   */
+  streamLargeTransactions: boolean;
   /** Source WAL retained by the slot above which pgferry warns (log and metric), in bytes. */
   slotRetentionWarningBytes: number;
   /** Source/target session pairs of the initial copy (1..64): tables, and block ranges of large tables, copied at once. */
@@ -47,6 +52,7 @@ export interface RawSettings {
   logLevel?: unknown;
   schemaCopy?: unknown;
   captureDdl?: unknown;
+  streamLargeTransactions?: unknown;
   slotRetentionWarning?: unknown;
   copyWorkers?: unknown;
 }
@@ -67,6 +73,7 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'logLevel', flag: '--log-level', env: 'PGFERRY_LOG_LEVEL' },
   { key: 'schemaCopy', flag: '--schema-copy', env: 'PGFERRY_SCHEMA_COPY' },
   { key: 'captureDdl', flag: '--capture-ddl', env: 'PGFERRY_CAPTURE_DDL' },
+  { key: 'streamLargeTransactions', flag: '--stream-large-transactions', env: 'PGFERRY_STREAM_LARGE_TRANSACTIONS' },
   { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
   { key: 'copyWorkers', flag: '--copy-workers', env: 'PGFERRY_COPY_WORKERS' },
   ...CUTOVER_KEYS.map(([key, env]) => ({ key, flag: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, env })),
@@ -170,6 +177,9 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const captureDdl = raw.captureDdl === undefined ? false : parseBoolean(raw.captureDdl);
   if (captureDdl === null) problems.push(`${where('captureDdl')}: "${String(raw.captureDdl)}" is not true or false`);
 
+  const streamLargeTransactions = parseBoolean(raw.streamLargeTransactions);
+  if (streamLargeTransactions === null) problems.push(`${where('streamLargeTransactions')}: "${String(raw.streamLargeTransactions)}" is not true or false`);
+
   const httpHost = str('httpHost') ?? DEFAULTS.httpHost;
   const apiToken = str('apiToken') || undefined;
   const cutover = parseCutoverSettings(raw, where, problems, parseSize);
@@ -189,6 +199,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     logLevel,
     schemaCopy: schemaCopy ?? true,
     captureDdl: captureDdl ?? false,
+    streamLargeTransactions: streamLargeTransactions ?? true,
     slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
     copyWorkers,
     cutover,

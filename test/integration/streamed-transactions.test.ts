@@ -23,7 +23,7 @@ describe('large transactions applied while they run on the source', () => {
   const lines: string[] = [];
   let sourceUrl: string;
 
-  const start = async (opts: { captureDdl?: boolean } = {}): Promise<App> => {
+  const start = async (opts: { captureDdl?: boolean; streamLargeTransactions?: boolean } = {}): Promise<App> => {
     const started = await startInProcess({ source: sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, ...opts }, { log: captureLogger(lines, 'warn') });
     await waitFor(() => started.status.phase === 'streaming', 'streaming', 110_000);
     return started;
@@ -191,6 +191,19 @@ describe('large transactions applied while they run on the source', () => {
     } finally {
       for (const c of writers) await c.end().catch(() => {});
     }
+  });
+
+  it('with streamLargeTransactions off, a large transaction is sent whole at its commit', async () => {
+    await app!.stop();
+    app = await start({ streamLargeTransactions: false });
+    await writer.query(`BEGIN; INSERT INTO items (id, v) SELECT g, 'whole' FROM generate_series(80001, 83000) g`);
+    // Streamed, its first block would come before this later commit, and open a session at once.
+    await marker(4);
+    expect(await openSessions()).toBe(0);
+    await writer.query('COMMIT');
+    await waitForIdentical(db.source, db.target, TABLES);
+    await app.stop();
+    app = await start(); // streaming again for what follows
   });
 
   it('applies captured DDL inside a large transaction in place; the next small transaction uses the new shape; a restart right after it changes nothing', async () => {

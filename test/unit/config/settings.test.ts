@@ -59,6 +59,13 @@ describe('loadSettings defaults', () => {
     expect(s.apiToken).toBeUndefined();
     expect(s.logLevel).toBe('info');
     expect(s.captureDdl).toBe(false);
+    expect(s.streamLargeTransactions).toBe(true);
+  });
+
+  it('turns streaming of large transactions off from a flag, the environment or the file, and rejects a non-boolean', () => {
+    expect(load({ ...OK, streamLargeTransactions: 'false' }).streamLargeTransactions).toBe(false);
+    expect(load(OK, { PGFERRY_STREAM_LARGE_TRANSACTIONS: 'off' }).streamLargeTransactions).toBe(false);
+    expect(problems(() => load(OK, { PGFERRY_STREAM_LARGE_TRANSACTIONS: 'sometimes' }))).toEqual(['PGFERRY_STREAM_LARGE_TRANSACTIONS: "sometimes" is not true or false']);
   });
 
   it('turns DDL capture on from a bare flag, the environment or the file, and rejects a non-boolean', () => {
