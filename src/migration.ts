@@ -11,8 +11,8 @@ import { preflightSource } from './source/preflight.js';
 import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
-import { Applier } from './apply/applier.js';
-import { StreamedTransactions, type StreamedCommit } from './apply/streamed.js';
+import { Applier, type QueuedCommit } from './apply/applier.js';
+import { StreamedTransactions } from './apply/streamed.js';
 import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
@@ -452,7 +452,6 @@ export class Migration {
     const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
     const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
     this.streamedTxns = streamed;
-    let opened: ReplicationStream | null = null;
     const queue = new Fifo<StreamEvent>();
     let paused = false;
     let ended = false;
@@ -469,7 +468,7 @@ export class Migration {
       // still need each change's commit LSN (withoutCopied), or one failed in this process.
       const streaming = this.settings.streamLargeTransactions && this.streamLarge && [...this.snapshotLsns.values()].every((l) => l <= applied);
       const stream = new ReplicationStream(this.source(), this.settings.slot, this.settings.publication, this.log, this.settings.captureDdl, streaming);
-      this.stream = opened = stream;
+      this.stream = stream;
       const slot = await this.checkSlot();
       // What the slot already has is confirmable (it may be past `applied`: idle positions are not stored).
       let confirmable: Lsn = slot.confirmedFlush ?? applied;
@@ -561,7 +560,7 @@ export class Migration {
         if (done) await track(done, durable, grouped.splice(0));
       };
       /** Follows a queued commit (a group's, or a streamed transaction's) until the target answers; see commitGroup. */
-      const track = async (done: StreamedCommit, durable: boolean, ended: bigint[]): Promise<void> => {
+      const track = async (done: QueuedCommit, durable: boolean, ended: bigint[]): Promise<void> => {
         const entry = { source: done.lsn, target: UNANSWERED };
         undurable.push(entry);
         const started = groupStarted;
@@ -783,6 +782,7 @@ export class Migration {
       if (oldest !== undefined) this.status.unappliedSince = Math.min(this.status.unappliedSince ?? oldest, oldest);
       this.status.pendingCommits.length = 0;
       this.applyTarget = null;
+      const opened = this.stream;
       this.stream = null;
       await opened?.stop().catch(() => {});
       // The main session first: a streamed session's rollback must not wait behind its locks.

@@ -42,6 +42,17 @@ interface QueuedStatement {
   keys: () => string[];
 }
 
+/**
+ * A queued target commit of source transactions ending at `lsn` (a group, or a streamed
+ * transaction): `committed` settles when the target has answered (see {@link Applier.commitGroup}).
+ */
+export interface QueuedCommit {
+  lsn: Lsn;
+  transactions: number;
+  counts: ChangeCounts;
+  committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }>;
+}
+
 /** Counts of what one transaction did, per table and operation. */
 export type ChangeCounts = Map<string, { insert: number; update: number; delete: number; truncate: number }>;
 
@@ -452,7 +463,7 @@ export class Applier {
    * {@link walPositions}); with `durable`, the commit waits for that flush, which makes every
    * earlier group durable too. Returns null when there was nothing to commit.
    */
-  async commitGroup(opts: { durable?: boolean } = {}): Promise<{ lsn: Lsn; transactions: number; counts: ChangeCounts; committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }> } | null> {
+  async commitGroup(opts: { durable?: boolean } = {}): Promise<QueuedCommit | null> {
     if (!this.open || this.group.endLsn === null) return null;
     await this.send();
     this.inFlight = []; // the commit below is queued after them, and fails with them

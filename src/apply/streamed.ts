@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { formatLsn, type Lsn } from '../protocol/lsn.js';
 import type { PgoutputMessage } from '../protocol/pgoutput.js';
 import type { DdlPayload } from '../ddl/ddl-message.js';
-import { Applier } from './applier.js';
+import { Applier, type QueuedCommit } from './applier.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 type RowChange = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
@@ -40,9 +40,6 @@ interface Streamed {
   /** A suspect transaction's failure (its session is closed and the rest of it ignored). */
   failed: unknown;
 }
-
-/** What a streamed transaction's commit left to the caller: as {@link Applier.commitGroup}. */
-export type StreamedCommit = NonNullable<Awaited<ReturnType<Applier['commitGroup']>>>;
 
 /**
  * Large source transactions applied while they are still running on the source (pgoutput protocol
@@ -157,7 +154,7 @@ export class StreamedTransactions {
    * (it ends at or before the stored position): rolled back instead. The session closes once the
    * commit is answered. Afterwards the main session knows the relations the transaction described.
    */
-  async commit(xid: number, endLsn: Lsn, alreadyApplied: boolean): Promise<StreamedCommit | null> {
+  async commit(xid: number, endLsn: Lsn, alreadyApplied: boolean): Promise<QueuedCommit | null> {
     const txn = this.take(xid);
     if (!txn) throw new PgferryError(ErrorCodes.PROTOCOL, `source: Stream Commit for transaction ${xid}, which was never streamed`);
     for (const r of txn.relations) this.main.relation(r);
