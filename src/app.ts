@@ -40,6 +40,7 @@ export async function startApp(settings: Settings, log: Logger): Promise<App> {
   log.info({ source: describeServer(settings.source), target: describeServer(settings.target), status: `${url}/status` }, 'pgferry started');
   const done = migration.run().catch((err: unknown) => {
     status.phase = 'failed';
+    status.lastError = describeError(err);
     throw err;
   });
   done.catch(() => {}); // handled by whoever awaits `done`; a failure before that must not crash the process

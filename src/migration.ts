@@ -406,7 +406,7 @@ export class Migration {
         await emptyTables(target, tables);
         await resetTableCopies(target, slot, tables);
       } else if (mode === 'redo' || attempt > 1) {
-        this.log.warn({ slot, attempt }, attempt === 1 ? 'the previous initial copy cannot be resumed; starting it again from scratch' : 'starting the copy again');
+        if (attempt === 1) this.log.warn({ slot }, 'the previous initial copy cannot be resumed; starting it again from scratch');
         await dropSlot(source, slot);
         await emptyTables(target, tables);
       }
@@ -418,17 +418,21 @@ export class Migration {
         throw err;
       });
       try {
-        if (mode !== 'resume') await recordConsistentPoint(target, slot, exported.consistentPoint);
+        const onLocked = mode === 'resume' ? undefined : () => recordConsistentPoint(target, slot, exported.consistentPoint);
         this.log.info({ slot: name, consistentPoint: formatLsn(exported.consistentPoint), tables: tables.length }, 'snapshot exported; copying tables');
-        await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: exported.snapshotName, snapshotLsn: exported.consistentPoint, tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal, onTableCopied: (t) => this.indexBuilder?.tableCopied(t) });
+        await copyTables({ source: reader, sourceConfig: this.source(), workers: this.settings.copyWorkers, target: this.target(), snapshotName: exported.snapshotName, snapshotLsn: exported.consistentPoint, tables, slot, progress: this.status.tables, log: this.log, signal: this.aborted.signal, onLocked, onTableCopied: (t) => this.indexBuilder?.tableCopied(t) });
         return exported.consistentPoint;
       } catch (err) {
-        if (!(err instanceof TableRewrittenError) || attempt >= 10 || this.stopping) throw err;
-        this.log.warn({ tables: err.tables }, 'a table was truncated or rewritten as the copy started');
+        if (!(err instanceof TableRewrittenError) || this.stopping) throw err;
+        // A table truncated often (a queue) can win the race several times: keep trying, spaced out and
+        // jittered so a periodic TRUNCATE does not keep landing in the window; stop() ends the wait.
+        this.log.warn({ tables: err.tables, attempt }, `${err.message}${attempt >= 10 ? ' (pgferry keeps trying: a table truncated this often may need its writes paused for the copy to start)' : ''}`);
         for (const t of tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       } finally {
         await exported.release().catch(() => {});
       }
+      await this.sleep(Math.min(100 * attempt, 2_000) * (0.5 + Math.random()));
+      if (this.stopping) throw new PgferryError(ErrorCodes.COPY, 'stopped while starting the initial copy');
     }
   }
 

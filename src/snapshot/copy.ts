@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { PgferryError, ErrorCodes, describeError } from '../errors.js';
-import { ident, qualified, tableKey } from '../pg/connection.js';
+import { ident, literal, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
 import type { SourceTable } from '../source/catalog.js';
@@ -57,6 +57,8 @@ export async function copyTables(opts: {
   workers?: number;
   /** Blocks per range (tests); by default sized from the data and `workers`. */
   rangeBlocks?: number;
+  /** Called once every table is locked under the snapshot (no rewrite can slip in any more), before any unit is read. */
+  onLocked?: () => Promise<void>;
   /** Called once a table's last unit has committed, while the other tables are still copying. */
   onTableCopied?: (table: SourceTable) => void;
 }): Promise<void> {
@@ -68,17 +70,17 @@ export async function copyTables(opts: {
   };
   opts.signal?.addEventListener('abort', abort, { once: true });
   const importSnapshot = async (c: pg.Client): Promise<void> => {
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await c.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+    await c.query(importSnapshotSql(opts.snapshotName));
   };
   try {
-    await importSnapshot(source);
+    // One round trip from the export to the locks: the window in which a TRUNCATE can slip in.
     // The first reader's locks cover every table until it commits, after the last worker is done.
-    await lockAndCheck(source, opts.tables).catch((err: unknown) => {
+    await lockAndCheck(source, opts.tables, opts.snapshotName).catch((err: unknown) => {
       // Chosen as a deadlock victim while locking (a concurrent TRUNCATE or DDL): try again with a new slot.
       if ((err as { code?: string }).code === '40P01') throw new TableRewrittenError([], 'deadlocked with a concurrent lock while the copy started');
       throw err;
     });
+    await opts.onLocked?.();
     const wanted = opts.sourceConfig ? Math.max(1, opts.workers ?? 1) : 1;
     // Sized under the lock: no rewrite can change a relation's blocks from here on.
     const pending = planCopyUnits(await sizeRelations(source, opts.tables), wanted, opts.rangeBlocks);
@@ -196,8 +198,8 @@ async function sizeRelations(source: pg.Client, tables: SourceTable[]): Promise<
  * read, and a table whose storage changed between the export and the lock fails the copy with a
  * retryable {@link TableRewrittenError}: the caller starts over with a new slot.
  */
-async function lockAndCheck(source: pg.Client, tables: SourceTable[]): Promise<void> {
-  await source.query(`LOCK TABLE ${tables.map(qualified).join(', ')} IN ACCESS SHARE MODE`);
+async function lockAndCheck(source: pg.Client, tables: SourceTable[], snapshotName: string): Promise<void> {
+  await source.query(`${importSnapshotSql(snapshotName)}; LOCK TABLE ${tables.map(qualified).join(', ')} IN ACCESS SHARE MODE`);
   const { rows } = await source.query<{ name: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -207,6 +209,11 @@ async function lockAndCheck(source: pg.Client, tables: SourceTable[]): Promise<v
     [tables.map((t) => t.oid)],
   );
   if (rows.length > 0) throw new TableRewrittenError(rows.map((r) => r.name));
+}
+
+/** Begins a read-only transaction under the exported snapshot (one simple-protocol query). */
+function importSnapshotSql(snapshotName: string): string {
+  return `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${literal(snapshotName)}`;
 }
 
 /**

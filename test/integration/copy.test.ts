@@ -8,6 +8,8 @@ import { ensureStateSchema } from '../../src/apply/state-store.js';
 import pg from 'pg';
 import { copyUnderNewSlot } from '../support/copy.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { captureLogger, startInProcess, waitForIdentical } from '../support/pgferry.js';
+import type { App } from '../../src/app.js';
 
 describe('initial copy under the exported snapshot', () => {
   let db: TestDatabases;
@@ -93,6 +95,39 @@ describe('initial copy under the exported snapshot', () => {
     } finally {
       await truncater.end();
       await exported.release();
+    }
+  });
+
+  it('keeps starting the copy again while a table is truncated over and over, and copies once it stops', async () => {
+    await db.source.query(`CREATE TABLE queue (id int PRIMARY KEY, v text); INSERT INTO queue SELECT g, 'q' FROM generate_series(1, 10) g`);
+    await db.target.query(`CREATE TABLE queue (id int PRIMARY KEY, v text)`);
+    // Holds an uncommitted TRUNCATE nearly all the time: every copy start loses the race to it.
+    const truncater = new pg.Client({ connectionString: db.sourceUrl });
+    await truncater.connect();
+    let truncating = true;
+    const truncations = (async () => {
+      for (let n = 0; truncating; n++) {
+        await truncater.query(`BEGIN; TRUNCATE queue; INSERT INTO queue SELECT g, 'q${n}' FROM generate_series(1, 10) g; SELECT pg_sleep(0.02); COMMIT`);
+      }
+    })();
+    const lines: string[] = [];
+    let app: App | undefined;
+    try {
+      app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, tables: 'a,queue', slot: 'copy_retry', publication: 'copy_retry_pub' }, { log: captureLogger(lines, 'warn') });
+      const attempts = (): number => Math.max(0, ...lines.map((l) => JSON.parse(l) as { attempt?: number }).map((l) => l.attempt ?? 0));
+      // More starts than the ten an earlier version allowed before giving up.
+      await waitFor(() => attempts() >= 11, 'eleven copy starts lost to the TRUNCATE', 60_000);
+      expect(lines.join('\n')).toContain('queue truncated or rewritten while the copy started');
+      truncating = false;
+      await truncations;
+      await waitFor(() => app!.status.phase === 'streaming' || app!.status.phase === 'failed', 'the copy to start once the truncations stopped');
+      expect(app.status.phase).toBe('streaming');
+      await waitForIdentical(db.source, db.target, ['a', 'queue']);
+    } finally {
+      truncating = false;
+      await truncations.catch(() => {});
+      await truncater.end();
+      await app?.stop();
     }
   });
 });

@@ -30,9 +30,12 @@ describe('live migration from PostgreSQL 14 to 18', () => {
     try {
       app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot });
       const status = async (): Promise<Record<string, any>> => (await app!.http.inject({ method: 'GET', url: '/status' })).json();
-      await waitFor(async () => (await status())['phase'] === 'streaming', 'phase streaming').catch(async (err: Error) => {
+      // Stops waiting at a failure (phase failed): the error is in the status.
+      await waitFor(async () => ['streaming', 'failed'].includes((await status())['phase']), 'phase streaming').catch(async (err: Error) => {
         throw new Error(`${err.message}; status: ${JSON.stringify(await status())}`);
       });
+      const reached = await status();
+      expect(reached['phase'], `lastError: ${reached['lastError']}`).toBe('streaming');
       const copied = (await status())['tables'] as Record<string, { state: string; rowsCopied: number }>;
       expect(copied['public.kv']).toMatchObject({ state: 'copied' });
       expect(copied['public.kv']!.rowsCopied).toBeGreaterThanOrEqual(3_001);
