@@ -63,6 +63,12 @@ interface InsertRun {
   tuples: TupleValue[][];
 }
 
+/** Where a key's row sits in its table's runs: which run, at which index. */
+interface KeySlot {
+  run: 'insert' | 'update' | 'delete';
+  at: number;
+}
+
 /** Updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
 interface KeyedRun {
   set: number[];
@@ -73,15 +79,16 @@ interface KeyedRun {
  * A table's changes not yet sent: at most one run of each kind, holding distinct keys (a key is in
  * at most one run). Runs with disjoint keys commute, and they are sent deletes first, then
  * updates, then inserts: deletes only free unique values and inserts only claim them, so that
- * order never trips a unique constraint that source order did not.
+ * order never trips a unique constraint that source order did not. An update of a row already in
+ * the insert or update run replaces that row's values there ({@link Applier.mergeUpdate}).
  */
 interface TableRuns {
   plan: RelationPlan;
   insert: InsertRun | null;
   update: KeyedRun | null;
   delete: KeyedRun | null;
-  /** The key of every row in the runs (empty for a table without a key: it has inserts only). */
-  keys: Set<string>;
+  /** The key of every row in the runs, with where its row is (empty for a table without a key: it has inserts only). */
+  keys: Map<string, KeySlot>;
   bytes: number;
 }
 
@@ -277,8 +284,9 @@ export class Applier {
         const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
         const runs = found instanceof Promise ? await found : found;
         runs.insert ??= { present, presentKey, tuples: [] };
+        if (key !== null) runs.keys.set(key, { run: 'insert', at: runs.insert.tuples.length });
         runs.insert.tuples.push(msg.newTuple);
-        const sending = this.grow(runs, key, tupleBytes(msg.newTuple));
+        const sending = this.grow(runs, tupleBytes(msg.newTuple));
         if (sending) await sending;
         return;
       }
@@ -542,15 +550,44 @@ export class Applier {
   /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. */
   private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
     const key = keyOf(plan, tuple);
+    if (op === 'update' && this.mergeUpdate(plan, key, set, tuple)) return;
     const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
     const runs = found instanceof Promise ? await found : found;
     const run = (runs[op] ??= { set, rows: [] });
     const row: (string | null)[] = [];
     for (const i of plan.keyIndexes) row.push(text(tuple[i]));
     for (const i of set) row.push(text(tuple[i]));
+    runs.keys.set(key, { run: op, at: run.rows.length });
     run.rows.push(row);
-    const sending = this.grow(runs, key, tupleBytes(row));
+    const sending = this.grow(runs, tupleBytes(row));
     if (sending) await sending;
+  }
+
+  /**
+   * An update (key unchanged) of a row whose insert or update is still in its table's runs: the
+   * new values replace that row's there, and the change costs the target nothing (a hot row
+   * updated by every transaction of a group is written once). Exact because the group commits
+   * atomically and the update carries every value it sets: it takes the place of an update
+   * setting the same columns, or of an insert of every column when it sets every other column
+   * (no unchanged TOAST value). Returns false when it cannot (the caller sends the runs first).
+   * A unique value moved between rows can now collide inside one statement: that is a constraint
+   * violation, which replays the group in source order (see {@link strict}).
+   */
+  private mergeUpdate(plan: RelationPlan, key: string, set: number[], tuple: TupleValue[]): boolean {
+    const runs = this.runs.get(plan.key);
+    const slot = runs?.plan === plan ? runs.keys.get(key) : undefined;
+    if (!runs || !slot) return false;
+    if (slot.run === 'update' && runs.update && sameColumns(runs.update.set, set)) {
+      const row = runs.update.rows[slot.at]!;
+      const offset = plan.keyIndexes.length;
+      for (let n = 0; n < set.length; n++) row[offset + n] = text(tuple[set[n]!]);
+    } else if (slot.run === 'insert' && runs.insert?.presentKey === '' && set === plan.nonKey) {
+      runs.insert.tuples[slot.at] = tuple;
+    } else {
+      return false;
+    }
+    this.countsFor(plan).update++; // applied, though no statement counts it
+    return true;
   }
 
   /**
@@ -566,7 +603,7 @@ export class Applier {
   }
 
   private newRuns(plan: RelationPlan): TableRuns {
-    const runs: TableRuns = { plan, insert: null, update: null, delete: null, keys: new Set(), bytes: 0 };
+    const runs: TableRuns = { plan, insert: null, update: null, delete: null, keys: new Map(), bytes: 0 };
     this.runs.set(plan.key, runs);
     return runs;
   }
@@ -575,8 +612,7 @@ export class Applier {
    * Accounts for a row added to `runs`; closes them when full, and every run when they hold too
    * much together. A promise only when something is sent.
    */
-  private grow(runs: TableRuns, key: string | null, bytes: number): Promise<void> | undefined {
-    if (key !== null) runs.keys.add(key);
+  private grow(runs: TableRuns, bytes: number): Promise<void> | undefined {
     runs.bytes += bytes;
     this.runBytes += bytes;
     const full = (runs.insert?.tuples.length ?? 0) >= INSERT_BATCH_ROWS || (runs.update?.rows.length ?? 0) >= KEYED_BATCH_ROWS || (runs.delete?.rows.length ?? 0) >= KEYED_BATCH_ROWS;
