@@ -107,7 +107,9 @@ function whereClause(plan: RelationPlan, match: number[], full: boolean, offset:
   const conditions = match.map((i, n) => `m.${ident(plan.columns[i]!)}::text IS NOT DISTINCT FROM ($${offset + n + 1}::${plan.types[i]})::text`);
   const cond = conditions.length > 0 ? conditions.join(' AND ') : 'true';
   // Duplicates are legal without a key: tableoid + ctid pins one physical row, even across partitions.
-  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond} LIMIT 1)`;
+  // SKIP LOCKED: an identical row locked by a large transaction's session will do as well as the one
+  // it holds, and waiting for it could deadlock through pgferry (that session commits after this one).
+  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
 }
 
 /** `COPY ... FROM STDIN` (text format) of the present columns: many inserts in one round trip. */

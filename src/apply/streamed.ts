@@ -62,6 +62,8 @@ interface Streamed {
  */
 export class StreamedTransactions {
   private readonly open = new Map<number, Streamed>();
+  /** Transactions whose commit is queued on their session, until it is answered (a forced stop ends them too). */
+  private readonly committing = new Set<Streamed>();
   /** The transaction of the current stream block, between Stream Start and Stream Stop. */
   private current: Streamed | null = null;
 
@@ -165,15 +167,22 @@ export class StreamedTransactions {
     }
     if (txn.failed !== null) throw txn.failed;
     txn.applier.endTransaction(endLsn);
-    const done = await txn.applier.commitGroup();
-    if (!done) {
-      await this.close(txn);
-      return null;
+    this.committing.add(txn);
+    const finished = (): Promise<void> => {
+      this.committing.delete(txn);
+      return this.close(txn);
+    };
+    let done: QueuedCommit | null;
+    try {
+      // Sending the last changes can surface an earlier batch's failure: the session must not stay
+      // open with its locks (a whole-transaction replay would wait for them forever).
+      done = await txn.applier.commitGroup();
+      if (!done) throw new PgferryError(ErrorCodes.APPLY, `target: large transaction ${xid} has no open target transaction at its commit`);
+    } catch (err) {
+      await finished();
+      throw err;
     }
-    void done.committed.then(
-      () => this.close(txn),
-      () => this.close(txn),
-    );
+    void done.committed.then(finished, finished);
     this.log.debug({ xid, endLsn: formatLsn(endLsn) }, 'large source transaction committed');
     return done;
   }
@@ -202,7 +211,7 @@ export class StreamedTransactions {
 
   /** Ends every open transaction's session at once, without waiting for what it runs (a forced stop). */
   terminate(): void {
-    for (const t of this.open.values()) void t.client.end().catch(() => {});
+    for (const t of [...this.open.values(), ...this.committing]) void t.client.end().catch(() => {});
   }
 
   /** Rolls back and closes every open transaction (a failure, a stop: the server streams them again). */

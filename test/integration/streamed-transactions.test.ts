@@ -294,4 +294,75 @@ describe('large transactions applied while they run on the source', () => {
       await mainClient.end();
     }
   });
+
+  describe('driven message by message', () => {
+    const connect = async (): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: db.targetUrl, application_name: 'pgferry' });
+      await c.connect();
+      return c;
+    };
+    const relation = (relationOid: number, name: string, replicaIdentity: 'default' | 'full', columns: [string, number, boolean][]) =>
+      ({ tag: 'relation', relationOid, namespace: 'public', name, replicaIdentity, columns: columns.map(([n, typeOid, isKey]) => ({ name: n, typeOid, typeModifier: -1, isKey })) }) as const;
+
+    it('a failure that surfaces while a large transaction sends its last changes at its commit closes its session', async () => {
+      await db.target.query(`CREATE TABLE fail_u (id int PRIMARY KEY, v text); CREATE TABLE fail_a (id int PRIMARY KEY); CREATE TABLE fail_b (id int PRIMARY KEY); CREATE TABLE fail_c (id int PRIMARY KEY)`);
+      const mainClient = await connect();
+      const log = captureLogger(lines, 'warn');
+      const main = new Applier(mainClient, db.slot, log);
+      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      try {
+        await main.init();
+        main.relation(relation(525201, 'fail_u', 'default', [['id', 23, true], ['v', 25, false]]));
+        ['fail_a', 'fail_b', 'fail_c'].forEach((name, i) => main.relation(relation(525202 + i, name, 'default', [['id', 23, true]])));
+        await streamed.start(910, true, false);
+        // Its first run: an update of a row the target does not have (a divergence, found when answered)...
+        await streamed.change({ tag: 'update', xid: 910, relationOid: 525201, oldKind: null, oldTuple: null, newTuple: ['999999', 'x'] });
+        // ...then three COPY runs: sent at the commit, the last one waits for that first answer.
+        for (let i = 0; i < 3; i++) for (let id = 1; id <= 200; id++) await streamed.change({ tag: 'insert', xid: 910, relationOid: 525202 + i, newTuple: [String(id)] });
+        streamed.stop();
+        await expect(streamed.commit(910, 1n, false)).rejects.toThrow(/diverged/);
+        // Left open, its uncommitted rows would block the whole transaction's replay on the main session.
+        await waitFor(async () => (await openSessions()) === 0, 'no pgferry session left in a transaction', 15_000);
+        expect(streamed.summary()).toEqual({ inProgress: 0, changes: 0 });
+      } finally {
+        await streamed.closeAll();
+        await mainClient.end();
+      }
+    });
+
+    it('rows without a key: identical rows are never waited for across sessions (one held by a large transaction, the other free)', async () => {
+      await db.target.query(`CREATE TABLE twins (v text); INSERT INTO twins VALUES ('same'), ('same')`);
+      const mainClient = await connect();
+      const log = captureLogger(lines, 'warn');
+      const main = new Applier(mainClient, db.slot, log);
+      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      try {
+        await main.init();
+        main.relation(relation(525301, 'twins', 'full', [['v', 25, true]]));
+        main.relation(relation(525302, 'fail_a', 'default', [['id', 23, true]]));
+        // The large transaction updates one of the twins; a subtransaction's savepoint sends that update.
+        await streamed.start(920, true, false);
+        await streamed.change({ tag: 'update', xid: 920, relationOid: 525301, oldKind: 'full', oldTuple: ['same'], newTuple: ['large'] });
+        await streamed.change({ tag: 'insert', xid: 921, relationOid: 525302, newTuple: ['5000'] });
+        streamed.stop();
+        await waitFor(
+          async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgferry' AND state = 'idle in transaction' AND backend_xid IS NOT NULL`, [db.name])).rowCount === 1,
+          'the large transaction holding a twin',
+        );
+        // A small transaction committed meanwhile updates "one" of them too: it must take the free one.
+        await main.change({ tag: 'update', relationOid: 525301, oldKind: 'full', oldTuple: ['same'], newTuple: ['small'] });
+        main.endTransaction(2n);
+        const group = (await main.commitGroup())!;
+        let committed = false;
+        void group.committed.then(() => (committed = true), () => {});
+        await waitFor(() => committed, 'the small transaction committed, not waiting for the large one', 15_000);
+        const large = (await streamed.commit(920, 3n, false))!;
+        await large.committed;
+        expect((await db.target.query(`SELECT v FROM twins ORDER BY v`)).rows.map((r) => r.v)).toEqual(['large', 'small']);
+      } finally {
+        await streamed.closeAll();
+        await mainClient.end();
+      }
+    });
+  });
 });

@@ -95,7 +95,7 @@ describe('deleteStatement by key', () => {
 
 describe('full replica identity', () => {
   const pinOne = (cond: string): string =>
-    `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} LIMIT 1)`;
+    `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
   const all =
     'm."Id"::text IS NOT DISTINCT FROM ($2::integer)::text AND ' +
     'm."first name"::text IS NOT DISTINCT FROM ($3::text)::text AND ' +
