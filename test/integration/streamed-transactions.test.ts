@@ -301,17 +301,22 @@ describe('large transactions applied while they run on the source', () => {
       await c.connect();
       return c;
     };
+    /** A main applier on its own session and the streamed transactions beside it, as streamOnce sets them up. */
+    const harness = async (): Promise<{ main: Applier; streamed: StreamedTransactions; close: () => Promise<void> }> => {
+      const mainClient = await connect();
+      const log = captureLogger(lines, 'warn');
+      const main = new Applier(mainClient, db.slot, log);
+      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      await main.init();
+      return { main, streamed, close: async () => (await streamed.closeAll(), await mainClient.end()) };
+    };
     const relation = (relationOid: number, name: string, replicaIdentity: 'default' | 'full', columns: [string, number, boolean][]) =>
       ({ tag: 'relation', relationOid, namespace: 'public', name, replicaIdentity, columns: columns.map(([n, typeOid, isKey]) => ({ name: n, typeOid, typeModifier: -1, isKey })) }) as const;
 
     it('a failure that surfaces while a large transaction sends its last changes at its commit closes its session', async () => {
       await db.target.query(`CREATE TABLE fail_u (id int PRIMARY KEY, v text); CREATE TABLE fail_a (id int PRIMARY KEY); CREATE TABLE fail_b (id int PRIMARY KEY); CREATE TABLE fail_c (id int PRIMARY KEY)`);
-      const mainClient = await connect();
-      const log = captureLogger(lines, 'warn');
-      const main = new Applier(mainClient, db.slot, log);
-      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      const { main, streamed, close } = await harness();
       try {
-        await main.init();
         main.relation(relation(525201, 'fail_u', 'default', [['id', 23, true], ['v', 25, false]]));
         ['fail_a', 'fail_b', 'fail_c'].forEach((name, i) => main.relation(relation(525202 + i, name, 'default', [['id', 23, true]])));
         await streamed.start(910, true, false);
@@ -325,19 +330,14 @@ describe('large transactions applied while they run on the source', () => {
         await waitFor(async () => (await openSessions()) === 0, 'no pgferry session left in a transaction', 15_000);
         expect(streamed.summary()).toEqual({ inProgress: 0, changes: 0 });
       } finally {
-        await streamed.closeAll();
-        await mainClient.end();
+        await close();
       }
     });
 
     it('rows without a key: identical rows are never waited for across sessions (one held by a large transaction, the other free)', async () => {
       await db.target.query(`CREATE TABLE twins (v text); INSERT INTO twins VALUES ('same'), ('same')`);
-      const mainClient = await connect();
-      const log = captureLogger(lines, 'warn');
-      const main = new Applier(mainClient, db.slot, log);
-      const streamed = new StreamedTransactions(connect, main, db.slot, log, false);
+      const { main, streamed, close } = await harness();
       try {
-        await main.init();
         main.relation(relation(525301, 'twins', 'full', [['v', 25, true]]));
         main.relation(relation(525302, 'fail_a', 'default', [['id', 23, true]]));
         // The large transaction updates one of the twins; a subtransaction's savepoint sends that update.
@@ -360,8 +360,7 @@ describe('large transactions applied while they run on the source', () => {
         await large.committed;
         expect((await db.target.query(`SELECT v FROM twins ORDER BY v`)).rows.map((r) => r.v)).toEqual(['large', 'small']);
       } finally {
-        await streamed.closeAll();
-        await mainClient.end();
+        await close();
       }
     });
   });
