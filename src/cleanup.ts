@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Settings } from './config/settings.js';
 import { PgferryError, ErrorCodes, describeError } from './errors.js';
-import { ident } from './pg/connection.js';
+import { ident, negotiateSsl } from './pg/connection.js';
 import { dropSlot } from './source/slot.js';
 import { removeDdlCapture } from './ddl/capture.js';
 import { deleteMigration } from './apply/state-store.js';
@@ -14,6 +14,7 @@ import { deleteMigration } from './apply/state-store.js';
  */
 export async function cleanup(settings: Settings): Promise<string[]> {
   const done: string[] = [];
+  await negotiateSsl(settings.source, settings.target);
   const source = new pg.Client(settings.source);
   const target = new pg.Client(settings.target);
   for (const [side, c] of [['source', source], ['target', target]] as const) {

@@ -5,7 +5,7 @@ import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionEr
 import type { Logger } from './observability/logger.js';
 import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
-import { cancelUntilEnded, connectClient, qualified, tableKey, withSessionOptions } from './pg/connection.js';
+import { cancelUntilEnded, connectClient, negotiateSsl, qualified, tableKey, withSessionOptions } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
 import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
@@ -122,6 +122,7 @@ export class Migration {
     this.idle = new Promise<void>((resolve) => (finished = resolve));
     const ticker = this.startTicker();
     try {
+      await negotiateSsl(this.settings.source, this.settings.target);
       await this.runPhases();
     } catch (err) {
       this.metrics.errors.inc({ kind: errorKind(err, 'other') });

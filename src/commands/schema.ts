@@ -1,4 +1,4 @@
-import { connectClient, describeServer } from '../pg/connection.js';
+import { connectClient, describeServer, negotiateSsl } from '../pg/connection.js';
 import { applySchemaObjects, assertNoConflicts, planSchemaCopy } from '../schema/copy-schema.js';
 import { renderPlan } from '../schema/plan.js';
 import { commandConnections } from './options.js';
@@ -9,6 +9,7 @@ import { commandConnections } from './options.js';
  */
 export async function runSchemaCommand(flags: { source?: string; target?: string; tables?: string; dryRun?: boolean }, out: (text: string) => void): Promise<number> {
   const { source, target, tables } = commandConnections(flags, { targetRequired: false });
+  await negotiateSsl(source, target);
   const src = await connectClient(source, 'source');
   const tgt = target ? await connectClient(target, 'target').catch(async (err: unknown) => { await src.end().catch(() => {}); throw err; }) : null;
   try {

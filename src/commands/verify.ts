@@ -2,6 +2,7 @@ import { ConfigError } from '../errors.js';
 import { formatReport } from '../verify/report.js';
 import { verify } from '../verify/verify.js';
 import { commandConnections } from './options.js';
+import { negotiateSsl } from '../pg/connection.js';
 
 /** `pgferry verify`: compares source and target; exit 0 identical, 1 with a report of what differs. */
 export async function runVerifyCommand(
@@ -12,6 +13,7 @@ export async function runVerifyCommand(
   const { source, target, tables } = commandConnections(flags, { targetRequired: true });
   const chunkRows = flags.chunkRows === undefined ? 10_000 : /^\d+$/.test(flags.chunkRows) ? Number(flags.chunkRows) : NaN;
   if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new ConfigError(`--chunk-rows: "${flags.chunkRows}" is not a positive whole number`);
+  await negotiateSsl(source, target);
   const report = await verify({
     source,
     target: target!,

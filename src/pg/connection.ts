@@ -5,6 +5,9 @@ import { ConfigError, ErrorCodes, PgferryError, describeError } from '../errors.
 
 const SSL_MODES = new Set(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']);
 
+/** Configurations whose sslmode leaves encryption to the server ({@link negotiateSsl}): prefer (libpq's default) or allow. */
+const NEGOTIABLE = new WeakMap<pg.ClientConfig, 'prefer' | 'allow'>();
+
 /**
  * Turns a libpq-style URL into a `pg` client configuration with libpq's meaning of every option
  * (`sslmode=require` encrypts without verifying, `verify-full` checks the chain and the host name).
@@ -36,19 +39,59 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
     throw new ConfigError(`${setting}: sslmode=${sslmode} is not one of ${[...SSL_MODES].join(', ')}`);
   }
   if (!parsed.database) throw new ConfigError(`${setting}: the URL names no database (add /dbname to the URL)`);
+  const negotiable = sslmode === undefined || sslmode === 'prefer' ? 'prefer' : sslmode === 'allow' ? 'allow' : null;
   const config: pg.ClientConfig = {
     host: parsed.host ?? undefined,
     port: parsed.port ? Number(parsed.port) : undefined,
     user: parsed.user ?? undefined,
     password: parsed.password ?? undefined,
     database: parsed.database,
-    ssl: parsed.ssl as pg.ClientConfig['ssl'],
+    // prefer/allow: settled by negotiateSsl; until then, the first connection libpq would try.
+    ssl: negotiable === 'prefer' ? { rejectUnauthorized: false } : negotiable === 'allow' ? false : (parsed.ssl as pg.ClientConfig['ssl']),
     application_name: (parsed.application_name as string | undefined) ?? 'pgferry',
     options: parsed.options,
     keepAlive: true,
     connectionTimeoutMillis: 15_000,
   };
+  if (negotiable) NEGOTIABLE.set(config, negotiable);
   return config;
+}
+
+/**
+ * Settles encryption for configurations from {@link clientConfig} whose sslmode is `prefer` (or
+ * unset: libpq's default) or `allow`, as libpq does, once, before anything connects: `prefer`
+ * tries TLS (unverified) and falls back to plaintext when the server refuses TLS or rejects the
+ * encrypted connection; `allow` tries plaintext and falls back to TLS when the server rejects it.
+ * Sets `config.ssl` in place (copies made afterwards inherit it). A server that cannot be reached
+ * is left to the first real connection to report.
+ */
+export async function negotiateSsl(...configs: (pg.ClientConfig | null | undefined)[]): Promise<void> {
+  await Promise.all(
+    configs.map(async (config) => {
+      const mode = config ? NEGOTIABLE.get(config) : undefined;
+      if (!config || !mode) return;
+      NEGOTIABLE.delete(config);
+      const tls = { rejectUnauthorized: false };
+      const [first, second] = mode === 'prefer' ? [tls, false as const] : [false as const, tls];
+      const err = await tryConnect({ ...config, ssl: first });
+      // Only the server's answer decides (no TLS support, or a pg_hba rejection); a network error would fail the other way too.
+      const refused = err !== null && (/does not support SSL/i.test(describeError(err)) || typeof (err as { code?: unknown }).code === 'string' && /^28/.test((err as { code: string }).code));
+      config.ssl = refused && (await tryConnect({ ...config, ssl: second })) === null ? second : first;
+    }),
+  );
+}
+
+async function tryConnect(config: pg.ClientConfig): Promise<unknown> {
+  const client = new pg.Client(config);
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return null;
+  } catch (err) {
+    return err;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 /** `user@host:port/db` for logs and status: enough to tell servers apart, never a password. */

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { clientConfig } from '../../src/pg/connection.js';
 import { listSourceTables } from '../../src/source/catalog.js';
 import { createSlotWithSnapshot } from '../../src/source/slot.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
 import { ensureStateSchema } from '../../src/apply/state-store.js';
 import pg from 'pg';
-import { copyUnderNewSlot } from '../support/copy.js';
+import { configs, copyUnderNewSlot } from '../support/copy.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { captureLogger, startInProcess, waitForIdentical } from '../support/pgferry.js';
 import type { App } from '../../src/app.js';
@@ -55,17 +54,18 @@ describe('initial copy under the exported snapshot', () => {
       INSERT INTO small SELECT generate_series(1, 10)`);
     await db.target.query(`CREATE TABLE big1 (id int, v text); CREATE TABLE big2 (id int, v text); CREATE TABLE small (id int)`);
     const { tables } = await listSourceTables(db.source, ['big1', 'big2', 'small'].map((name) => ({ schema: 'public', name })));
-    const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
-    const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), 'copy_nowait');
+    const { source, target } = await configs(db);
+    const reader = await connectSnapshotReader(source);
+    const exported = await createSlotWithSnapshot(source, 'copy_nowait');
     const progress = new Map<string, TableProgress>();
     const truncater = new pg.Client({ connectionString: db.sourceUrl });
     await truncater.connect();
     try {
       const copying = copyTables({
         source: reader,
-        sourceConfig: clientConfig('source', db.sourceUrl),
+        sourceConfig: source,
         workers: 2,
-        target: clientConfig('target', db.targetUrl),
+        target,
         snapshotName: exported.snapshotName,
         snapshotLsn: exported.consistentPoint,
         tables,

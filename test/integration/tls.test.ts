@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { startEmbeddedServer, type EmbeddedServer } from '../../src/embedded/server.js';
+import { clientConfig, connectClient, negotiateSsl } from '../../src/pg/connection.js';
 import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
 import { startInProcess, waitForIdentical } from '../support/pgferry.js';
 import { makeCertificates, type TestCertificates } from '../support/tls.js';
@@ -65,5 +67,38 @@ describe('a source behind TLS (sslmode=verify-full)', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^pgferry: source: cannot connect to localhost:\d+\/tlsdb \(.*certificate/);
+  });
+
+  it('settles sslmode prefer (the default) and allow as libpq does: TLS where the server offers it (prefer) or requires it (allow)', async () => {
+    const hba = join(certs.dir, 'hostssl-only.conf');
+    writeFileSync(hba, 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n');
+    const tlsOnly = await startEmbeddedServer(14, { settings: { ssl: 'on', ssl_cert_file: certs.certFile, ssl_key_file: certs.keyFile, hba_file: hba } });
+    /** Whether pgferry's session to `url` is encrypted, after negotiation. */
+    const encrypted = async (url: string): Promise<boolean> => {
+      const config = clientConfig('--source', url);
+      await negotiateSsl(config);
+      const c = await connectClient(config, 'source');
+      try {
+        return (await c.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]!.ssl;
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      const offers = `postgresql://postgres@localhost:${tlsSource.port}/tlsdb`;
+      const requires = `postgresql://postgres@127.0.0.1:${tlsOnly.port}/postgres`;
+      expect(await encrypted(offers)).toBe(true);
+      expect(await encrypted(`${offers}?sslmode=prefer`)).toBe(true);
+      expect(await encrypted(`${offers}?sslmode=allow`)).toBe(false);
+      expect(await encrypted(db.targetUrl)).toBe(false); // no TLS on that server
+      expect(await encrypted(`${db.targetUrl}?sslmode=prefer`)).toBe(false);
+      expect(await encrypted(`${requires}?sslmode=allow`)).toBe(true);
+      expect(await encrypted(requires)).toBe(true);
+      const plain = clientConfig('--source', `${requires}?sslmode=disable`);
+      await negotiateSsl(plain);
+      await expect(connectClient(plain, 'source')).rejects.toThrow(/^source: cannot connect to .*no encryption/);
+    } finally {
+      await tlsOnly.stop();
+    }
   });
 });

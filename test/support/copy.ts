@@ -1,5 +1,6 @@
 import pino from 'pino';
-import { clientConfig } from '../../src/pg/connection.js';
+import type pg from 'pg';
+import { clientConfig, negotiateSsl } from '../../src/pg/connection.js';
 import { createSlotWithSnapshot } from '../../src/source/slot.js';
 import type { SourceTable } from '../../src/source/catalog.js';
 import { connectSnapshotReader, copyTables, type TableProgress } from '../../src/snapshot/copy.js';
@@ -15,17 +16,18 @@ export async function copyUnderNewSlot(
   tables: SourceTable[],
   opts: { afterExport?: () => Promise<void>; workers?: number; rangeBlocks?: number } = {},
 ): Promise<Map<string, TableProgress>> {
-  const reader = await connectSnapshotReader(clientConfig('source', db.sourceUrl));
-  const exported = await createSlotWithSnapshot(clientConfig('source', db.sourceUrl), slot);
+  const { source, target } = await configs(db);
+  const reader = await connectSnapshotReader(source);
+  const exported = await createSlotWithSnapshot(source, slot);
   const progress = new Map<string, TableProgress>();
   try {
     await opts.afterExport?.();
     await copyTables({
       source: reader,
-      sourceConfig: clientConfig('source', db.sourceUrl),
+      sourceConfig: source,
       workers: opts.workers ?? 1,
       rangeBlocks: opts.rangeBlocks,
-      target: clientConfig('target', db.targetUrl),
+      target,
       snapshotName: exported.snapshotName,
       snapshotLsn: exported.consistentPoint,
       tables,
@@ -37,4 +39,11 @@ export async function copyUnderNewSlot(
     await exported.release();
   }
   return progress;
+}
+
+/** The test databases' connection settings as pgferry makes them (sslmode settled with the servers). */
+export async function configs(db: TestDatabases): Promise<{ source: pg.ClientConfig; target: pg.ClientConfig }> {
+  const [source, target] = [clientConfig('source', db.sourceUrl), clientConfig('target', db.targetUrl)];
+  await negotiateSsl(source, target);
+  return { source, target };
 }

@@ -378,7 +378,10 @@ describe('libpq URL options map to the pg client configuration', () => {
       application_name: 'pgferry',
     });
     expect(s.target.application_name).toBe('pgferry');
-    expect(s.source.ssl).toBeUndefined();
+    // No sslmode is libpq's prefer: TLS without verification first (negotiateSsl may settle on plaintext).
+    expect(s.source.ssl).toEqual({ rejectUnauthorized: false });
+    expect(load({ ...OK, source: `${SOURCE}?sslmode=allow` }).source.ssl).toBe(false);
+    expect(load({ ...OK, source: `${SOURCE}?sslmode=disable` }).source.ssl).toBe(false);
   });
 
   it('keeps an application_name given in the URL', () => {
