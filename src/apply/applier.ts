@@ -550,7 +550,12 @@ export class Applier {
   /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. */
   private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
     const key = keyOf(plan, tuple);
-    if (op === 'update' && this.mergeUpdate(plan, key, set, tuple)) return;
+    const merged = op === 'update' ? this.mergeUpdate(plan, key, set, tuple) : null;
+    if (merged) {
+      const sending = this.grow(merged.runs, merged.bytes);
+      if (sending) await sending;
+      return;
+    }
     const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
     const runs = found instanceof Promise ? await found : found;
     const run = (runs[op] ??= { set, rows: [] });
@@ -571,23 +576,29 @@ export class Applier {
    * setting the same columns, or of an insert of every column when it sets every other column
    * (no unchanged TOAST value). Returns false when it cannot (the caller sends the runs first).
    * A unique value moved between rows can now collide inside one statement: that is a constraint
-   * violation, which replays the group in source order (see {@link strict}).
+   * violation, which replays the group in source order (see {@link strict}). Returns the runs and
+   * how many bytes the row grew by (for the limits, see {@link grow}), or null when it cannot (the
+   * caller sends the runs first).
    */
-  private mergeUpdate(plan: RelationPlan, key: string, set: number[], tuple: TupleValue[]): boolean {
+  private mergeUpdate(plan: RelationPlan, key: string, set: number[], tuple: TupleValue[]): { runs: TableRuns; bytes: number } | null {
     const runs = this.runs.get(plan.key);
     const slot = runs?.plan === plan ? runs.keys.get(key) : undefined;
-    if (!runs || !slot) return false;
+    if (!runs || !slot) return null;
+    let bytes: number;
     if (slot.run === 'update' && runs.update && sameColumns(runs.update.set, set)) {
       const row = runs.update.rows[slot.at]!;
+      bytes = -tupleBytes(row);
       const offset = plan.keyIndexes.length;
       for (let n = 0; n < set.length; n++) row[offset + n] = text(tuple[set[n]!]);
+      bytes += tupleBytes(row);
     } else if (slot.run === 'insert' && runs.insert?.presentKey === '' && set === plan.nonKey) {
+      bytes = tupleBytes(tuple) - tupleBytes(runs.insert.tuples[slot.at]!);
       runs.insert.tuples[slot.at] = tuple;
     } else {
-      return false;
+      return null;
     }
     this.countsFor(plan).update++; // applied, though no statement counts it
-    return true;
+    return { runs, bytes };
   }
 
   /**

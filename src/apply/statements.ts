@@ -76,7 +76,7 @@ export function updateStatement(plan: RelationPlan, set: number[], match: number
   const offset = set.length + match.length;
   const guards = guard.map((i, n) => ` AND t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join('');
   return {
-    sql: `UPDATE ${target(plan)} AS t SET ${assignments} ${whereClause(plan, match, full, set.length)}${guards}`,
+    sql: matching(plan, match, full, set.length, (where) => `UPDATE ${target(plan)} AS t SET ${assignments} ${where}${guards}`),
     params: [...set, ...match.map((i) => -1 - i), ...guard],
   };
 }
@@ -85,7 +85,7 @@ export function updateStatement(plan: RelationPlan, set: number[], match: number
 export function matchStatement(plan: RelationPlan, match: number[], full: boolean, guard: number[] = []): Statement {
   const guards = guard.map((i, n) => ` AND t.${ident(plan.columns[i]!)} = $${match.length + n + 1}`).join('');
   return {
-    sql: `SELECT 1 FROM ${target(plan)} AS t ${whereClause(plan, match, full, 0)}${guards} FOR UPDATE`,
+    sql: matching(plan, match, full, 0, (where) => `SELECT 1 FROM ${target(plan)} AS t ${where}${guards} FOR UPDATE`),
     params: [...match.map((i) => -1 - i), ...guard],
   };
 }
@@ -97,19 +97,28 @@ export function truncateStatement(plans: RelationPlan[], restartIdentity: boolea
 
 /** `DELETE` of exactly the row matched as in {@link updateStatement}. */
 export function deleteStatement(plan: RelationPlan, match: number[], full: boolean): Statement {
-  return { sql: `DELETE FROM ${target(plan)} AS t ${whereClause(plan, match, full, 0)}`, params: match.map((i) => -1 - i) };
+  return { sql: matching(plan, match, full, 0, (where) => `DELETE FROM ${target(plan)} AS t ${where}`), params: match.map((i) => -1 - i) };
 }
 
-function whereClause(plan: RelationPlan, match: number[], full: boolean, offset: number): string {
+/**
+ * `statement(where)` with the WHERE clause that matches the row (t): by key, or when `full` one
+ * row among those equal to every listed old column. Duplicates are legal without a key:
+ * tableoid + ctid pins one physical row, even across partitions. An unlocked one is taken first
+ * (an identical row held by a large transaction's session does as well, and waiting for it could
+ * deadlock through pgferry, which commits that session after this one); only when every match is
+ * locked does it wait for one (a lock held elsewhere is not a divergence).
+ */
+function matching(plan: RelationPlan, match: number[], full: boolean, offset: number, statement: (where: string) => string): string {
   if (!full) {
-    return 'WHERE ' + match.map((i, n) => `t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join(' AND ');
+    return statement('WHERE ' + match.map((i, n) => `t.${ident(plan.columns[i]!)} = $${offset + n + 1}`).join(' AND '));
   }
   const conditions = match.map((i, n) => `m.${ident(plan.columns[i]!)}::text IS NOT DISTINCT FROM ($${offset + n + 1}::${plan.types[i]})::text`);
   const cond = conditions.length > 0 ? conditions.join(' AND ') : 'true';
-  // Duplicates are legal without a key: tableoid + ctid pins one physical row, even across partitions.
-  // SKIP LOCKED: an identical row locked by a large transaction's session will do as well as the one
-  // it holds, and waiting for it could deadlock through pgferry (that session commits after this one).
-  return `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
+  const pick = (extra: string, lock: string): string => `SELECT m.tableoid, m.ctid FROM ${target(plan)} AS m WHERE ${cond}${extra} LIMIT 1 FOR UPDATE${lock}`;
+  return (
+    `WITH pgferry_free AS (${pick('', ' SKIP LOCKED')}), pgferry_any AS (${pick(' AND NOT EXISTS (SELECT FROM pgferry_free)', '')}) ` +
+    statement('WHERE (t.tableoid, t.ctid) = (SELECT * FROM pgferry_free UNION ALL SELECT * FROM pgferry_any LIMIT 1)')
+  );
 }
 
 /** `COPY ... FROM STDIN` (text format) of the present columns: many inserts in one round trip. */

@@ -5,8 +5,13 @@ import { ConfigError, ErrorCodes, PgferryError, describeError } from '../errors.
 
 const SSL_MODES = new Set(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']);
 
-/** Configurations whose sslmode leaves encryption to the server ({@link negotiateSsl}): prefer (libpq's default) or allow. */
-const NEGOTIABLE = new WeakMap<pg.ClientConfig, 'prefer' | 'allow'>();
+type TlsOptions = Exclude<pg.ClientConfig['ssl'], boolean | undefined>;
+
+/**
+ * Configurations whose sslmode leaves encryption to the server ({@link negotiateSsl}): prefer
+ * (libpq's default) or allow, with the TLS options to use if it is TLS (certificate files kept).
+ */
+const NEGOTIABLE = new WeakMap<pg.ClientConfig, { mode: 'prefer' | 'allow'; tls: TlsOptions }>();
 
 /**
  * Turns a libpq-style URL into a `pg` client configuration with libpq's meaning of every option
@@ -28,18 +33,25 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
       }
     }
   }
-  let parsed;
-  try {
-    parsed = parse(url, { useLibpqCompat: true });
-  } catch (err) {
-    throw new ConfigError(`${setting}: invalid connection URL (${(err as Error).message.split('\n')[0]})`);
+  const parseUrl = (text: string): ReturnType<typeof parse> => {
+    try {
+      return parse(text, { useLibpqCompat: true });
+    } catch (err) {
+      throw new ConfigError(`${setting}: invalid connection URL (${(err as Error).message.split('\n')[0]})`);
+    }
+  };
+  let parsed = parseUrl(url);
+  // No sslmode in the URL: PGSSLMODE, else libpq's default, prefer (unless the driver's own ssl= is given).
+  const query = new URLSearchParams(url.split('?')[1] ?? '');
+  const fromEnv = !query.has('sslmode') && !query.has('ssl') ? process.env['PGSSLMODE'] : undefined;
+  const sslmode = (parsed['sslmode'] as string | undefined) ?? (query.has('ssl') ? undefined : fromEnv ?? 'prefer');
+  if (sslmode !== undefined && !SSL_MODES.has(sslmode)) {
+    throw new ConfigError(`${fromEnv ? 'PGSSLMODE' : setting}: sslmode=${sslmode} is not one of ${[...SSL_MODES].join(', ')}`);
   }
-  const sslmode = parsed['sslmode'];
-  if (typeof sslmode === 'string' && !SSL_MODES.has(sslmode)) {
-    throw new ConfigError(`${setting}: sslmode=${sslmode} is not one of ${[...SSL_MODES].join(', ')}`);
-  }
+  if (sslmode !== undefined && !query.has('sslmode')) parsed = parseUrl(`${url}${url.includes('?') ? '&' : '?'}sslmode=${encodeURIComponent(sslmode)}`);
   if (!parsed.database) throw new ConfigError(`${setting}: the URL names no database (add /dbname to the URL)`);
-  const negotiable = sslmode === undefined || sslmode === 'prefer' ? 'prefer' : sslmode === 'allow' ? 'allow' : null;
+  const given = parsed.ssl as pg.ClientConfig['ssl'];
+  const negotiable = sslmode === 'prefer' || sslmode === 'allow' ? { mode: sslmode as 'prefer' | 'allow', tls: { ...(typeof given === 'object' ? given : {}), rejectUnauthorized: false } } : null;
   const config: pg.ClientConfig = {
     host: parsed.host ?? undefined,
     port: parsed.port ? Number(parsed.port) : undefined,
@@ -47,7 +59,7 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
     password: parsed.password ?? undefined,
     database: parsed.database,
     // prefer/allow: settled by negotiateSsl; until then, the first connection libpq would try.
-    ssl: negotiable === 'prefer' ? { rejectUnauthorized: false } : negotiable === 'allow' ? false : (parsed.ssl as pg.ClientConfig['ssl']),
+    ssl: negotiable ? (negotiable.mode === 'prefer' ? negotiable.tls : false) : given,
     application_name: (parsed.application_name as string | undefined) ?? 'pgferry',
     options: parsed.options,
     keepAlive: true,
@@ -68,15 +80,21 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
 export async function negotiateSsl(...configs: (pg.ClientConfig | null | undefined)[]): Promise<void> {
   await Promise.all(
     configs.map(async (config) => {
-      const mode = config ? NEGOTIABLE.get(config) : undefined;
-      if (!config || !mode) return;
+      const how = config ? NEGOTIABLE.get(config) : undefined;
+      if (!config || !how) return;
       NEGOTIABLE.delete(config);
-      const tls = { rejectUnauthorized: false };
-      const [first, second] = mode === 'prefer' ? [tls, false as const] : [false as const, tls];
+      const [first, second] = how.mode === 'prefer' ? [how.tls, false as const] : [false as const, how.tls];
       const err = await tryConnect({ ...config, ssl: first });
-      // Only the server's answer decides (no TLS support, or a pg_hba rejection); a network error would fail the other way too.
-      const refused = err !== null && (/does not support SSL/i.test(describeError(err)) || typeof (err as { code?: unknown }).code === 'string' && /^28/.test((err as { code: string }).code));
-      config.ssl = refused && (await tryConnect({ ...config, ssl: second })) === null ? second : first;
+      if (err === null) {
+        config.ssl = first;
+      } else if (/does not support SSL/i.test(describeError(err))) {
+        config.ssl = false; // final: plaintext is all this server speaks
+      } else {
+        // A pg_hba rejection of this kind of connection may accept the other; any other failure
+        // (network, password, a server starting up) is left to the first real connection.
+        const rejected = /^28/.test(String((err as { code?: unknown }).code ?? ''));
+        config.ssl = rejected && (await tryConnect({ ...config, ssl: second })) === null ? second : first;
+      }
     }),
   );
 }

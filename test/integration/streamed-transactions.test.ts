@@ -334,7 +334,25 @@ describe('large transactions applied while they run on the source', () => {
       }
     });
 
-    it('rows without a key: identical rows are never waited for across sessions (one held by a large transaction, the other free)', async () => {
+    it('an update merged into a buffered row counts its new size: rows grown by updates are sent before they outgrow memory', async () => {
+      await db.target.query(`CREATE TABLE grown (id int PRIMARY KEY, body text)`);
+      const { main, close } = await harness();
+      try {
+        main.relation(relation(525401, 'grown', 'default', [['id', 23, true], ['body', 25, false]]));
+        // 560 rows inserted empty, then each updated to 1 MB in the same group: merged, 560 MB in one
+        // run unless the run is sent at its byte limit (a COPY body that long is past V8's string limit).
+        const big = 'x'.repeat(1_000_000);
+        for (let id = 1; id <= 560; id++) await main.change({ tag: 'insert', relationOid: 525401, newTuple: [String(id), ''] });
+        for (let id = 1; id <= 560; id++) await main.change({ tag: 'update', relationOid: 525401, oldKind: null, oldTuple: null, newTuple: [String(id), big] });
+        main.endTransaction(4n);
+        await (await main.commitGroup())!.committed;
+        expect((await db.target.query(`SELECT count(*)::int AS n, sum(length(body))::text AS len FROM grown`)).rows[0]).toEqual({ n: 560, len: '560000000' });
+      } finally {
+        await close();
+      }
+    });
+
+    it('rows without a key: an identical row held by a large transaction is not waited for (the free one is taken); the only match held elsewhere is', async () => {
       await db.target.query(`CREATE TABLE twins (v text); INSERT INTO twins VALUES ('same'), ('same')`);
       const { main, streamed, close } = await harness();
       try {
@@ -359,6 +377,24 @@ describe('large transactions applied while they run on the source', () => {
         const large = (await streamed.commit(920, 3n, false))!;
         await large.committed;
         expect((await db.target.query(`SELECT v FROM twins ORDER BY v`)).rows.map((r) => r.v)).toEqual(['large', 'small']);
+        // The only match locked by a session outside pgferry: waited for, not reported as a divergence.
+        const other = new pg.Client({ connectionString: db.targetUrl });
+        await other.connect();
+        try {
+          await other.query(`BEGIN; SELECT * FROM twins WHERE v = 'small' FOR UPDATE`);
+          await main.change({ tag: 'update', relationOid: 525301, oldKind: 'full', oldTuple: ['small'], newTuple: ['later'] });
+          main.endTransaction(4n);
+          const later = (await main.commitGroup())!;
+          await waitFor(
+            async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgferry' AND wait_event_type = 'Lock'`, [db.name])).rowCount === 1,
+            'the update waiting for the lock',
+          );
+          await other.query('COMMIT');
+          await later.committed;
+        } finally {
+          await other.end();
+        }
+        expect((await db.target.query(`SELECT v FROM twins ORDER BY v`)).rows.map((r) => r.v)).toEqual(['large', 'later']);
       } finally {
         await close();
       }

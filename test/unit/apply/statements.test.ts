@@ -94,8 +94,11 @@ describe('deleteStatement by key', () => {
 });
 
 describe('full replica identity', () => {
-  const pinOne = (cond: string): string =>
-    `WHERE (t.tableoid, t.ctid) = (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
+  /** `head` on one row matching `cond`: an unlocked one first, else waiting for one. */
+  const pinOne = (cond: string, head: string): string =>
+    `WITH pgferry_free AS (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} LIMIT 1 FOR UPDATE SKIP LOCKED), ` +
+    `pgferry_any AS (SELECT m.tableoid, m.ctid FROM ${TABLE} AS m WHERE ${cond} AND NOT EXISTS (SELECT FROM pgferry_free) LIMIT 1 FOR UPDATE) ` +
+    `${head} WHERE (t.tableoid, t.ctid) = (SELECT * FROM pgferry_free UNION ALL SELECT * FROM pgferry_any LIMIT 1)`;
   const all =
     'm."Id"::text IS NOT DISTINCT FROM ($2::integer)::text AND ' +
     'm."first name"::text IS NOT DISTINCT FROM ($3::text)::text AND ' +
@@ -103,25 +106,23 @@ describe('full replica identity', () => {
 
   it('updates exactly one row matched on the text form of every old column', () => {
     const stmt = updateStatement(plan, [1], [0, 1, 2], true);
-    expect(stmt.sql).toBe(`UPDATE ${TABLE} AS t SET "first name" = $1 ${pinOne(all)}`);
+    expect(stmt.sql).toBe(pinOne(all, `UPDATE ${TABLE} AS t SET "first name" = $1`));
     expect(stmt.params).toEqual([1, -1, -2, -3]);
     expect(bind(stmt, ['1', 'new', '{}'], ['1', 'old', '{ }'])).toEqual(['new', '1', 'old', '{ }']);
   });
 
   it('deletes exactly one row, numbering from $1', () => {
     const stmt = deleteStatement(plan, [0, 2], true);
-    expect(stmt.sql).toBe(
-      `DELETE FROM ${TABLE} AS t ${pinOne('m."Id"::text IS NOT DISTINCT FROM ($1::integer)::text AND m."x""y"::text IS NOT DISTINCT FROM ($2::jsonb)::text')}`,
-    );
+    expect(stmt.sql).toBe(pinOne('m."Id"::text IS NOT DISTINCT FROM ($1::integer)::text AND m."x""y"::text IS NOT DISTINCT FROM ($2::jsonb)::text', `DELETE FROM ${TABLE} AS t`));
     expect(stmt.params).toEqual([-1, -3]);
   });
 
   it('matches any one row when no column can be compared', () => {
     const del = deleteStatement(plan, [], true);
-    expect(del.sql).toBe(`DELETE FROM ${TABLE} AS t ${pinOne('true')}`);
+    expect(del.sql).toBe(pinOne('true', `DELETE FROM ${TABLE} AS t`));
     expect(del.params).toEqual([]);
     const upd = updateStatement(plan, [2], [], true);
-    expect(upd.sql).toBe(`UPDATE ${TABLE} AS t SET "x""y" = $1 ${pinOne('true')}`);
+    expect(upd.sql).toBe(pinOne('true', `UPDATE ${TABLE} AS t SET "x""y" = $1`));
     expect(upd.params).toEqual([2]);
   });
 });

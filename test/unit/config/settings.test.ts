@@ -399,6 +399,25 @@ describe('libpq URL options map to the pg client configuration', () => {
     expect(opts.checkServerIdentity).toBeUndefined(); // the host name is checked too
   });
 
+  it('without sslmode in the URL: PGSSLMODE, else prefer; certificate files are kept for the TLS attempt', () => {
+    const pem = 'PEM\n';
+    const cert = file('client.crt', pem);
+    const key = file('client.key', pem);
+    expect(load({ ...OK, source: `${SOURCE}?sslcert=${cert}&sslkey=${key}` }).source.ssl).toEqual({ cert: pem, key: pem, rejectUnauthorized: false });
+    expect(load({ ...OK, source: `${SOURCE}?sslmode=allow&sslcert=${cert}&sslkey=${key}` }).source.ssl).toBe(false); // plaintext first
+    const saved = process.env['PGSSLMODE'];
+    try {
+      process.env['PGSSLMODE'] = 'disable';
+      expect(load(OK).source.ssl).toBe(false);
+      expect(load({ ...OK, source: `${SOURCE}?sslmode=require` }).source.ssl).toEqual({ rejectUnauthorized: false }); // the URL wins
+      process.env['PGSSLMODE'] = 'sometimes';
+      expect(problems(() => load(OK))).toContain('PGSSLMODE: sslmode=sometimes is not one of disable, allow, prefer, require, verify-ca, verify-full');
+    } finally {
+      if (saved === undefined) delete process.env['PGSSLMODE'];
+      else process.env['PGSSLMODE'] = saved;
+    }
+  });
+
   it('sslmode=require encrypts without verifying', () => {
     const ssl = load({ ...OK, target: `${TARGET}?sslmode=require` }).target.ssl as { rejectUnauthorized?: unknown };
     expect(ssl).toBeTypeOf('object');
