@@ -432,7 +432,7 @@ export class Migration {
       } finally {
         await exported.release().catch(() => {});
       }
-      await this.sleep(Math.min(100 * attempt, 2_000) * (0.5 + Math.random()));
+      if (!this.stopping) await this.sleep(Math.min(100 * attempt, 2_000) * (0.5 + Math.random()));
       if (this.stopping) throw new PgferryError(ErrorCodes.COPY, 'stopped while starting the initial copy');
     }
   }
