@@ -574,11 +574,10 @@ export class Applier {
    * updated by every transaction of a group is written once). Exact because the group commits
    * atomically and the update carries every value it sets: it takes the place of an update
    * setting the same columns, or of an insert of every column when it sets every other column
-   * (no unchanged TOAST value). Returns false when it cannot (the caller sends the runs first).
-   * A unique value moved between rows can now collide inside one statement: that is a constraint
-   * violation, which replays the group in source order (see {@link strict}). Returns the runs and
-   * how many bytes the row grew by (for the limits, see {@link grow}), or null when it cannot (the
-   * caller sends the runs first).
+   * (no unchanged TOAST value). A unique value moved between rows can now collide inside one
+   * statement: that is a constraint violation, which replays the group in source order (see
+   * {@link strict}). Returns the runs and how many bytes the row grew by (for the limits, see
+   * {@link grow}), or null when it cannot (the caller sends the runs first).
    */
   private mergeUpdate(plan: RelationPlan, key: string, set: number[], tuple: TupleValue[]): { runs: TableRuns; bytes: number } | null {
     const runs = this.runs.get(plan.key);
