@@ -194,9 +194,10 @@ async function sizeRelations(source: pg.Client, tables: SourceTable[]): Promise<
 /**
  * TRUNCATE and table rewrites are not MVCC-safe: one committed after the snapshot was exported
  * makes the table look empty (or rewritten) to the snapshot, while the stream still replays the
- * changes made before it. So every table is locked (ACCESS SHARE, as pg_dump does) before it is
- * read, and a table whose storage changed between the export and the lock fails the copy with a
- * retryable {@link TableRewrittenError}: the caller starts over with a new slot.
+ * changes made before it. So the session imports the snapshot and locks every table (ACCESS
+ * SHARE, as pg_dump does) in the same round trip, before anything is read, and a table whose
+ * storage changed between the export and the lock fails the copy with a retryable
+ * {@link TableRewrittenError}: the caller starts over with a new slot.
  */
 async function lockAndCheck(source: pg.Client, tables: SourceTable[], snapshotName: string): Promise<void> {
   await source.query(`${importSnapshotSql(snapshotName)}; LOCK TABLE ${tables.map(qualified).join(', ')} IN ACCESS SHARE MODE`);
