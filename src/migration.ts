@@ -494,6 +494,10 @@ export class Migration {
       };
       // `applied` was read committed, but perhaps not yet flushed (an asynchronous commit just before a restart).
       undurable.push({ source: applied, target: (await applier.walPositions()).inserted });
+      // Streaming held back for a resumed copy's tables: once the target holds the positions their
+      // snapshots were read at, this session ends between transactions and the next one streams.
+      const streamFrom = !streaming && this.settings.streamLargeTransactions && this.streamLarge && this.snapshotLsns.size > 0 ? [...this.snapshotLsns.values()].reduce(maxLsn) : null;
+      let restart = false;
       // A reconnect during or after a cutover leaves its phase alone.
       if (this.status.phase !== 'failed' && this.status.phase !== 'cutover' && this.status.phase !== 'done') this.status.phase = 'streaming';
       let lastSent = 0;
@@ -572,6 +576,10 @@ export class Migration {
         const current = done.committed.then(({ targetLsn, flushedLsn }) => {
           entry.target = targetLsn;
           applied = maxLsn(applied, done.lsn);
+          if (streamFrom !== null && applied >= streamFrom && !restart) {
+            restart = true;
+            this.wake?.();
+          }
           if (durable) durableUpTo(targetLsn);
           durableUpTo(flushedLsn);
           this.status.appliedLsn = applied;
@@ -606,7 +614,7 @@ export class Migration {
       /** The streamed transactions' step in progress: if the loop fails in it, see {@link streamLarge}. */
       let streamedWork: Promise<unknown> | null = null;
       try {
-        while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!this.stopping || inTransaction)) {
+        while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!(this.stopping || restart) || inTransaction)) {
           streamedWork = null;
           this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
           if (performance.now() - yielded >= YIELD_MS) {
@@ -768,12 +776,14 @@ export class Migration {
         throw err;
       }
       if (commitFailure !== null) throw commitFailure;
-      if (this.stopping && !ended && !this.abandoned && !this.fatal) {
+      if ((this.stopping || restart) && !ended && !this.abandoned && !this.fatal) {
         await commitGroup(true); // a synchronous commit: every group before it is flushed too
         await committing;
         for (const deadline = Date.now() + 2_000; undurable.length > 0 && Date.now() < deadline; await this.sleep(20)) durableUpTo((await applier.walPositions()).flushed);
         confirm(true); // everything committed so far, including the transaction that was in flight
-        this.log.info({ appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) }, 'stopped between transactions; the last committed position is confirmed');
+        const where = { appliedLsn: formatLsn(applied), confirmedLsn: formatLsn(confirmable) };
+        if (this.stopping) this.log.info(where, 'stopped between transactions; the last committed position is confirmed');
+        else this.log.info(where, "the resumed copy's tables are caught up: reconnecting to apply large transactions while they run");
       }
       this.failingSide = 'source';
       if (ended && !this.stopping) await running; // surfaces why the stream ended

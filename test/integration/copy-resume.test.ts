@@ -62,7 +62,8 @@ describe('kill -9 during the initial copy, then restart: copied tables are kept'
   });
 
   it('copies only the tables not copied before the kill, under a new snapshot, and streams to identical data', async () => {
-    const args = ['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--publication', `${db.name}_pub`, '--copy-workers', '1'];
+    // The walsender's decoding memory at its minimum: a 20,000-row transaction is "large".
+    const args = ['--source', `${db.sourceUrl}?options=${encodeURIComponent('-c logical_decoding_work_mem=64kB')}`, '--target', db.targetUrl, '--slot', db.slot, '--publication', `${db.name}_pub`, '--copy-workers', '1'];
     const writes = startWrites(db.sourceUrl);
     const copies = async (): Promise<{ table_name: string; state: string; copied_at: Date | null; snapshot_lsn: string | null; after_c: boolean | null }[]> =>
       (await db.target.query(`SELECT t.table_name, t.state, t.copied_at, t.snapshot_lsn::text, t.snapshot_lsn > m.consistent_point AS after_c
@@ -102,6 +103,19 @@ describe('kill -9 during the initial copy, then restart: copied tables are kept'
         // The temporary slot that exported that snapshot is gone; the migration's slot remains.
         const { rows: slots } = await db.source.query(`SELECT slot_name FROM pg_replication_slots WHERE database = $1`, [db.name]);
         expect(slots).toEqual([{ slot_name: db.slot }]);
+
+        // Large transactions were taken whole while the resumed tables caught up (their changes need
+        // commit positions); then pgferry reconnects to have them streamed again.
+        await waitFor(
+          async () => (await db.source.query(`SELECT 1 FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = $1 AND query LIKE '%streaming ''on''%'`, [db.name])).rowCount === 1,
+          'a replication session streaming large transactions',
+        );
+        const streamed = async (): Promise<number> =>
+          Number((await db.source.query<{ n: string }>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = $1`, [db.slot])).rows[0]?.n ?? 0);
+        const streamedBefore = await streamed();
+        await db.source.query(`INSERT INTO small_a SELECT g FROM generate_series(1, 20000) g`);
+        await waitForIdentical(db.source, db.target, TABLES, 120_000);
+        await waitFor(async () => (await streamed()) > streamedBefore, 'the large transaction streamed');
       } finally {
         second.kill('SIGTERM');
         expect(await exited(second), second.output()).toBe(0);
