@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { PgferryError, ErrorCodes } from '../errors.js';
+import { PgferryError, ErrorCodes, describeError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
@@ -331,7 +331,21 @@ export class Applier {
         // No CASCADE, like the native apply worker: the source already lists every table it cascaded to,
         // and cascading here could empty target tables pgferry does not migrate.
         await this.flush();
-        await this.serial(() => this.client.query(truncateStatement(plans, msg.restartIdentity)));
+        await this.serial(async () => {
+          await this.client.query('SAVEPOINT pgferry_truncate');
+          try {
+            await this.client.query(truncateStatement(plans, msg.restartIdentity));
+          } catch (err) {
+            if ((err as { code?: string }).code !== '0A000') throw err;
+            // A foreign key of a table not in the list refers to one of them: after a resumed copy,
+            // a table the TRUNCATE also emptied but whose copy already holds that (so it is left
+            // out here). The rows go by DELETE, which the foreign key (replica role) does not stop.
+            await this.client.query('ROLLBACK TO SAVEPOINT pgferry_truncate');
+            this.log.warn({ tables: plans.map((p) => p.key), reason: describeError(err) }, 'TRUNCATE refused on the target; deleting the rows instead');
+            for (const p of plans) await this.client.query(`DELETE FROM ${p.only ? 'ONLY ' : ''}${qualified(p.table)}`);
+          }
+          await this.client.query('RELEASE SAVEPOINT pgferry_truncate');
+        });
         for (const p of plans) this.count(p, 'truncate');
         return;
       }

@@ -334,6 +334,26 @@ describe('large transactions applied while they run on the source', () => {
       }
     });
 
+    it('a TRUNCATE refused because a table left out of it refers to one listed (after a resumed copy) deletes the rows instead', async () => {
+      // The source truncated both; the referring table was copied again afterwards, so its part is dropped.
+      await db.target.query(`CREATE TABLE tr_parent (id int PRIMARY KEY); CREATE TABLE tr_child (id int PRIMARY KEY, parent int); ALTER TABLE tr_child ADD FOREIGN KEY (parent) REFERENCES tr_parent NOT VALID;
+        INSERT INTO tr_parent SELECT generate_series(1, 10); INSERT INTO tr_child VALUES (1, NULL)`);
+      const { main, close } = await harness();
+      try {
+        main.relation(relation(525501, 'tr_parent', 'default', [['id', 23, true]]));
+        await main.change({ tag: 'insert', relationOid: 525501, newTuple: ['11'] });
+        await main.change({ tag: 'truncate', relationOids: [525501], cascade: false, restartIdentity: false });
+        await main.change({ tag: 'insert', relationOid: 525501, newTuple: ['12'] });
+        main.endTransaction(5n);
+        await (await main.commitGroup())!.committed;
+        expect((await db.target.query(`SELECT array_agg(id ORDER BY id) AS ids FROM tr_parent`)).rows[0].ids).toEqual([12]);
+        expect((await db.target.query(`SELECT count(*)::int AS n FROM tr_child`)).rows[0].n).toBe(1);
+        expect(lines.join('\n')).toMatch(/TRUNCATE refused on the target; deleting the rows instead/);
+      } finally {
+        await close();
+      }
+    });
+
     it('an update merged into a buffered row counts its new size: rows grown by updates are sent before they outgrow memory', async () => {
       await db.target.query(`CREATE TABLE grown (id int PRIMARY KEY, body text)`);
       const { main, close } = await harness();
