@@ -416,6 +416,10 @@ export class Migration {
       const name = mode === 'resume' ? `pgferry_resume_${randomBytes(6).toString('hex')}` : slot;
       const exported = await createSlotWithSnapshot(this.source(), name, { temporary: mode === 'resume' }).catch(async (err: unknown) => {
         await reader.end().catch(() => {});
+        // Preflight counted the migration's own slot as there: a resumed copy needs one more, for a while.
+        if (mode === 'resume' && (err as { code?: string }).code === '53400') {
+          throw new PreflightError(`source: all replication slots are in use, and resuming the initial copy needs one more for a moment (a temporary one); raise max_replication_slots (restart needed) or drop an unused slot, then start again`);
+        }
         throw err;
       });
       try {
@@ -548,6 +552,14 @@ export class Migration {
 
       let inTransaction = false;
       let skipping = false;
+      /** The transaction being received wrote to a published table (see MigrationStatus.lastWriteCommitLsn). */
+      let writes = false;
+      /** Streamed transactions (top-level xid) that wrote; the one of the current block. */
+      const streamedWrites = new Set<number>();
+      let streamedXid: number | null = null;
+      const wrote = (commitLsn: Lsn): void => {
+        if (this.status.lastWriteCommitLsn === null || commitLsn > this.status.lastWriteCommitLsn) this.status.lastWriteCommitLsn = commitLsn;
+      };
       /** Commit times of source transactions ended in the open group: applied, not yet durable. */
       const grouped: bigint[] = [];
       let groupStarted = 0;
@@ -675,6 +687,7 @@ export class Migration {
           switch (m.tag) {
             case 'begin':
               inTransaction = true;
+              writes = false;
               this.lastBegun = m.finalLsn;
               if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
               applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
@@ -691,9 +704,11 @@ export class Migration {
             case 'delete':
             case 'truncate': {
               if (m.xid !== undefined) {
+                if (streamedXid !== null) streamedWrites.add(streamedXid);
                 await (streamedWork = streamed.change(m));
                 break;
               }
+              writes = true;
               // A table copied by a resumed copy already holds the changes committed before its snapshot.
               const change = skipping ? null : withoutCopied(m, this.lastBegun ?? 0n, this.snapshotLsns);
               if (change) await applier.change(change);
@@ -701,6 +716,7 @@ export class Migration {
             }
             case 'commit': {
               inTransaction = false;
+              if (writes) wrote(m.commitLsn);
               if (skipping) {
                 skipping = false;
                 this.transactionDone(m.commitTime);
@@ -722,8 +738,13 @@ export class Migration {
               // Captured DDL (src/ddl/), at its place among the rows of the source transaction.
               if (!skipping && this.settings.captureDdl && m.prefix === DDL_MESSAGE_PREFIX) {
                 const ddl = decodeDdlMessage(m.content, this.settings.publication);
-                if (ddl && m.xid !== undefined) await (streamedWork = streamed.ddl(ddl));
-                else if (ddl) await applier.ddl(ddl);
+                if (ddl && m.xid !== undefined) {
+                  if (streamedXid !== null) streamedWrites.add(streamedXid);
+                  await (streamedWork = streamed.ddl(ddl));
+                } else if (ddl) {
+                  writes = true;
+                  await applier.ddl(ddl);
+                }
               }
               break;
             case 'streamStart':
@@ -734,8 +755,10 @@ export class Migration {
               // Its first change before this session's start (or unknown, 0: the server leaves the
               // position out when an Origin message follows) makes it suspect.
               await (streamedWork = streamed.start(m.xid, m.firstSegment, this.strictThrough !== null, (event.at ?? startLsn) < startLsn));
+              streamedXid = m.xid;
               break;
             case 'streamStop':
+              streamedXid = null;
               streamed.stop();
               this.status.largeTransactions = streamed.summary();
               break;
@@ -746,6 +769,7 @@ export class Migration {
               if (applier.groupOpen) await commitGroup();
               await committing;
               this.status.pendingCommits.push(pgTimestampToMs(m.commitTime));
+              if (streamedWrites.delete(m.xid)) wrote(m.commitLsn);
               const done = await (streamedWork = streamed.commit(m.xid, m.endLsn, m.commitLsn < applied));
               this.status.largeTransactions = streamed.summary();
               if (done) {
@@ -764,6 +788,7 @@ export class Migration {
               break;
             }
             case 'streamAbort':
+              if (m.xid === m.subXid) streamedWrites.delete(m.xid);
               await (streamedWork = streamed.abort(m.xid, m.subXid));
               this.status.largeTransactions = streamed.summary();
               break;

@@ -14,6 +14,11 @@ export class MigrationStatus {
   appliedLsn: Lsn | null = null;
   /** Highest position confirmed to the source slot (never beyond what the target holds). */
   confirmedLsn: Lsn | null = null;
+  /**
+   * Commit LSN of the latest source transaction received that wrote to a published table (rows,
+   * TRUNCATE or captured DDL): the cutover checks that none committed after its fence.
+   */
+  lastWriteCommitLsn: Lsn | null = null;
   /** The source's current WAL insert position, polled. */
   sourceLsn: Lsn | null = null;
   /** The last error, one line, password-free; cleared when streaming recovers. */

@@ -10,7 +10,7 @@ import { dropSlot } from '../source/slot.js';
 import { lagBytes, lagSeconds, type MigrationStatus } from '../status.js';
 import { verify } from '../verify/verify.js';
 import { fenceSource, makeTargetWritable, planFence, unfenceSource, type Fence } from './fence.js';
-import { deleteFenceRecord, markFenceSwitching, recordFence } from './fence-record.js';
+import { deleteFenceRecord, markFenceSwitching, readFenceRecord, recordFence } from './fence-record.js';
 import { callWebhook, runHook, targetDetails } from './hook.js';
 import { PgBouncerAdmin, restoreFile, rewriteDatabaseEntry } from './pgbouncer.js';
 import { syncSequences } from './sequences.js';
@@ -20,6 +20,8 @@ import type { CutoverState, CutoverStep, CutoverStepName } from './state.js';
 const SESSION_OPTIONS = '-c default_transaction_read_only=off -c synchronous_commit=on';
 /** While draining, a logical message is committed this often so an idle source still shows the stream passing the fence. */
 const NUDGE_INTERVAL_MS = 500;
+/** How long a timed-out step's work is waited for before the rollback starts anyway. */
+const STEP_SETTLE_MS = 10_000;
 /** Time the rollback may take (unfence, PgBouncer RESUME). */
 const ROLLBACK_TIMEOUT_MS = 30_000;
 
@@ -90,6 +92,41 @@ export class Cutover {
     let savedConfig: string | null = null;
     let switched = false;
     let fencedAt = 0;
+    /** The source position right after the fence: no transaction may write after it. */
+    let fenceLsn: Lsn | null = null;
+    /**
+     * Fails when a transaction that wrote to a migrated table committed on the source after the
+     * fence (a session the fence could not stop: `BEGIN READ WRITE`, `SET default_transaction_read_only`):
+     * its writes, and any after it, would be lost by the switch.
+     */
+    const noWritesAfterFence = (): void => {
+      const last = status.lastWriteCommitLsn;
+      if (fenceLsn !== null && last !== null && last > fenceLsn) {
+        throw new PgferryError(
+          ErrorCodes.CUTOVER,
+          `source: a transaction wrote to a migrated table after the fence (committed at ${formatLsn(last)}, fence at ${formatLsn(fenceLsn)}): a session is writing despite default_transaction_read_only (BEGIN READ WRITE, or SET default_transaction_read_only = off); find it in pg_stat_activity on the source, stop it, then retry the cutover`,
+        );
+      }
+    };
+    /** Waits until the target has confirmed the source's current position (nudging an idle source). */
+    const drainTo = async (s: pg.Client, signal: AbortSignal, what: string): Promise<Lsn> => {
+      const { rows: [r] } = await s.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      const lsn = parseLsn(r!.lsn);
+      let nudged = 0;
+      for (;;) {
+        // Confirmed, not just applied: the target has flushed it (apply commits asynchronously), so a
+        // target crash right after the switch cannot take back a transaction the source committed.
+        const reached = status.confirmedLsn;
+        if (reached !== null && reached >= lsn) return lsn;
+        if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `the target did not apply up to ${what} ${formatLsn(lsn)} in time (applied ${status.appliedLsn === null ? '-' : formatLsn(status.appliedLsn)}, confirmed ${status.confirmedLsn === null ? '-' : formatLsn(status.confirmedLsn)}${status.lastError ? `; last error: ${status.lastError}` : ''}); check /status lastError and the target, or raise cutoverDrainTimeout`);
+        if (Date.now() - nudged >= NUDGE_INTERVAL_MS) {
+          nudged = Date.now();
+          // A committed (empty for pgoutput) transaction past the position: the stream confirms past it.
+          await s.query(`SELECT pg_logical_emit_message(true, 'pgferry', 'cutover drain')`);
+        }
+        await pause(20);
+      }
+    };
     log.info({ verify: c.verify, pgbouncer: Boolean(pgbouncer), hook: Boolean(c.hook), webhook: Boolean(c.webhook) }, 'cutover started');
     try {
       source = await connect(settings.source, 'source');
@@ -121,37 +158,29 @@ export class Cutover {
 
       fencedAt = performance.now();
       await this.step(state, 'fence', c.fenceTimeoutMs, async (signal) => {
+        const plan = await planFence(s, tables.map((x) => x.oid));
+        if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, 'fence: timed out before the source was fenced');
+        // Durably on the target before any change (PgBouncer's PAUSE included): a pgferry that dies
+        // from now on is undone by the next start (settings restored, PgBouncer resumed).
+        await recordFence(t, settings.slot, plan);
+        recorded = true;
+        // A record left by an unfinished rollback keeps the settings from before any fence: restore those.
+        const kept = (await readFenceRecord(t, settings.slot))?.fence;
+        if (kept) Object.assign(plan, { roles: kept.roles, previous: kept.previous });
+        fence = plan; // before any change: a rollback restores whatever the fence got to
         if (pgbouncer) {
+          if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, 'fence: timed out before PgBouncer was paused');
           paused = true; // set first: a PAUSE that times out is still in force until RESUME
           await pgbouncer.pause(c.fenceTimeoutMs);
         }
-        const plan = await planFence(s, tables.map((x) => x.oid));
-        if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, 'fence: timed out before the source was fenced');
-        // Durably on the target before any change: a pgferry that dies now is undone by the next start.
-        await recordFence(t, settings.slot, plan);
-        recorded = true;
-        fence = plan; // before any change: a rollback restores whatever the fence got to
         await fenceSource(s, plan, signal);
         return `${plan.roles.length} writer role(s) read-only (${plan.roles.join(', ')}), ${plan.terminated} session(s) terminated${pgbouncer ? `, PgBouncer ${c.pgbouncerDatabase} paused` : ''}`;
       });
 
       await this.step(state, 'drain', c.drainTimeoutMs, async (signal) => {
-        const { rows: [r] } = await s.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-        const fenceLsn = parseLsn(r!.lsn);
-        let nudged = 0;
-        for (;;) {
-          // Confirmed, not just applied: the target has flushed it (apply commits asynchronously), so a
-          // target crash right after the switch cannot take back a transaction the source committed.
-          const reached = status.confirmedLsn;
-          if (reached !== null && reached >= fenceLsn) return `target applied and flushed up to ${formatLsn(fenceLsn)} (the source position after the fence)`;
-          if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `the target did not apply up to the fence position ${formatLsn(fenceLsn)} in time (applied ${status.appliedLsn === null ? '-' : formatLsn(status.appliedLsn)}, confirmed ${status.confirmedLsn === null ? '-' : formatLsn(status.confirmedLsn)}${status.lastError ? `; last error: ${status.lastError}` : ''}); check /status lastError and the target, or raise cutoverDrainTimeout`);
-          if (Date.now() - nudged >= NUDGE_INTERVAL_MS) {
-            nudged = Date.now();
-            // A committed (empty for pgoutput) transaction past the fence: the stream confirms past it.
-            await s.query(`SELECT pg_logical_emit_message(true, 'pgferry', 'cutover drain')`);
-          }
-          await pause(20);
-        }
+        fenceLsn = await drainTo(s, signal, 'the fence position');
+        noWritesAfterFence();
+        return `target applied and flushed up to ${formatLsn(fenceLsn)} (the source position after the fence)`;
       });
 
       await this.step(state, 'sequences', c.drainTimeoutMs, async () => {
@@ -161,6 +190,13 @@ export class Cutover {
       });
 
       await this.step(state, 'verify', c.verifyTimeoutMs, () => this.verifyStep(s, t, tables));
+
+      // Sequences and verify took a while: once more, nothing may have been written since the fence.
+      await this.step(state, 'recheck', c.drainTimeoutMs, async (signal) => {
+        const lsn = await drainTo(s, signal, 'the source position');
+        noWritesAfterFence();
+        return `no write on the source since the fence; target confirmed up to ${formatLsn(lsn)}`;
+      });
 
       await this.step(state, 'switch', c.switchTimeoutMs, async () => {
         // From here a restart must not unfence by itself: the applications may already use the target.
@@ -176,15 +212,18 @@ export class Cutover {
           done.push(`PgBouncer ${c.pgbouncerDatabase} now points at the target and is resumed`);
         }
         try {
-          if (c.hook) done.push(`hook ran${await runHook(c.hook, details, c.switchTimeoutMs).then((tail) => (tail ? `: ${tail}` : ''))}`);
+          if (c.hook) {
+            done.push(`hook ran${await runHook(c.hook, details, c.switchTimeoutMs).then((tail) => (tail ? `: ${tail}` : ''))}`);
+            switched = true; // the hook moved traffic: a failing webhook after it cannot undo that
+          }
           if (c.webhook) {
             await callWebhook(c.webhook, details, c.switchTimeoutMs);
             done.push('webhook called');
           }
         } catch (err) {
           if (!switched) throw err;
-          // Traffic already moved through PgBouncer: the cutover goes on, the hook's failure is reported.
-          log.error({ err }, 'cutover hook failed after PgBouncer switched; run it by hand');
+          // Traffic already moved (PgBouncer, or the hook before a webhook): the cutover goes on, the failure is reported.
+          log.error({ err }, 'cutover hook or webhook failed after traffic switched; run it by hand');
           done.push(`but ${describeError(err)}`);
         }
         switched = true;
@@ -333,15 +372,24 @@ export class Cutover {
     const began = performance.now();
     const abort = new AbortController();
     let timer: NodeJS.Timeout | undefined;
+    const work = fn(abort.signal);
+    work.catch(() => {}); // raced below
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         abort.abort();
-        // Steps that poll see the abort and throw their own, more precise error first.
-        setTimeout(() => reject(new PgferryError(ErrorCodes.CUTOVER, `cutover step ${name} timed out after ${timeoutMs / 1000} s; retry, or raise its timeout (cutover${name[0]!.toUpperCase()}${name.slice(1)}Timeout)`)), 1_000).unref();
+        // Steps that poll see the abort and throw their own, more precise error first. One still
+        // running a statement is waited for (a while): a rollback must not race its last change.
+        const settled = work.then(
+          () => {},
+          () => {},
+        );
+        void Promise.race([settled, new Promise((r) => setTimeout(r, STEP_SETTLE_MS).unref())]).then(() =>
+          reject(new PgferryError(ErrorCodes.CUTOVER, `cutover step ${name} timed out after ${timeoutMs / 1000} s; retry, or raise its timeout (cutover${name[0]!.toUpperCase()}${name.slice(1)}Timeout)`)),
+        );
       }, timeoutMs);
     });
     try {
-      record.detail = await Promise.race([fn(abort.signal), timeout]);
+      record.detail = await Promise.race([work, timeout]);
       record.outcome = 'ok';
     } catch (err) {
       record.outcome = 'failed';

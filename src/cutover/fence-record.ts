@@ -33,13 +33,23 @@ export interface FenceRecord {
   recordedAt: string;
 }
 
-/** Records `fence` (its previous settings) for `slot`; call before changing anything on the source. The session must commit durably (`synchronous_commit = on`). */
+/**
+ * Records `fence` (its previous settings) for `slot`; call before changing anything on the source.
+ * The session must commit durably (`synchronous_commit = on`). A record left by an earlier cutover
+ * whose rollback did not finish keeps its settings (they are the ones from before any fence: the
+ * source may still be fenced now), and gains this fence's roles with their settings.
+ */
 export async function recordFence(target: pg.Client, slot: string, fence: Pick<Fence, 'database' | 'roles' | 'previous'>): Promise<void> {
   try {
     await target.query(FENCE_DDL);
     await target.query(
       `INSERT INTO pgferry.cutover_fence (slot, database, roles, previous, stage) VALUES ($1, $2, $3, $4, 'fenced')
-       ON CONFLICT (slot) DO UPDATE SET database = EXCLUDED.database, roles = EXCLUDED.roles, previous = EXCLUDED.previous, stage = 'fenced', recorded_at = now()`,
+       ON CONFLICT (slot) DO UPDATE SET database = EXCLUDED.database,
+         roles = ARRAY(SELECT DISTINCT r FROM unnest(pgferry.cutover_fence.roles || EXCLUDED.roles) AS r ORDER BY r),
+         -- The database's and the fenced roles' entries stay as recorded (absent: not set before the fence).
+         previous = (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(EXCLUDED.previous) AS e(k, v)
+                      WHERE k <> '' AND NOT k = ANY(pgferry.cutover_fence.roles)) || pgferry.cutover_fence.previous,
+         stage = 'fenced', recorded_at = now()`,
       [slot, fence.database, fence.roles, JSON.stringify(Object.fromEntries(fence.previous))],
     );
   } catch (err) {

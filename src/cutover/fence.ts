@@ -5,7 +5,11 @@ import { ident, literal } from '../pg/connection.js';
 /** What a fence changed, so {@link unfenceSource} restores exactly the settings that were there before. */
 export interface Fence {
   database: string;
-  /** Login roles that can write a migrated table (superusers included), fenced in this database. */
+  /**
+   * Login roles fenced in this database: those that can write a migrated table (superusers
+   * included), and those with a `default_transaction_read_only` of their own (it would override
+   * the database's).
+   */
   roles: string[];
   /** `default_transaction_read_only` before the fence: key '' is the database itself, else a role. Absent: not set. */
   previous: Map<string, string>;
@@ -13,12 +17,19 @@ export interface Fence {
   terminated: number;
 }
 
-/** The login roles that can change any of `tables` (by privilege, ownership or superuser). */
+/**
+ * The login roles to fence: those that can change any of `tables` (by privilege, ownership or
+ * superuser), and those whose own `default_transaction_read_only` (for every database or this
+ * one) would override the database's (a role may write through a function or `SET ROLE`).
+ */
 export async function writerRoles(client: pg.Client, tableOids: number[]): Promise<string[]> {
   const { rows } = await client.query<{ rolname: string }>(
     `SELECT r.rolname FROM pg_roles r
       WHERE r.rolcanlogin
-        AND (r.rolsuper OR EXISTS (SELECT 1 FROM unnest($1::oid[]) AS t(oid) WHERE has_table_privilege(r.oid, t.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')))
+        AND (r.rolsuper OR EXISTS (SELECT 1 FROM unnest($1::oid[]) AS t(oid) WHERE has_table_privilege(r.oid, t.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
+             OR EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) AS cfg
+                         WHERE s.setrole = r.oid AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                           AND cfg LIKE 'default\\_transaction\\_read\\_only=%'))
       ORDER BY 1`,
     [tableOids],
   );
@@ -44,33 +55,46 @@ export async function planFence(client: pg.Client, tableOids: number[]): Promise
 
 /**
  * Fences writes on the source database: `default_transaction_read_only = on` for the database and
- * for every role that can write a migrated table (in this database only, so a role-level `off`
- * cannot override it), terminates those roles' sessions, and waits until no session that could
- * still write is left. New sessions start read-only (and cannot call `nextval`). `client` is the
- * cutover's own session, which is never terminated.
+ * for the fenced roles (in this database only, so a role-level `off` cannot override it),
+ * terminates every session of the database that started before (whatever its role: one may write
+ * through a function or `SET ROLE`) and every one holding a transaction id, and waits until none
+ * is left. New sessions start read-only (and cannot call `nextval`). A prepared transaction, found
+ * before or after, fails the fence (it could still commit). `client` is the cutover's own
+ * session, which is never terminated. A session that opts out (`BEGIN READ WRITE`) is not
+ * stopped: the cutover checks the stream for writes after the fence before it switches.
  */
 export async function fenceSource(client: pg.Client, fence: Fence, signal: AbortSignal): Promise<Fence> {
   const { database, roles } = fence;
+  if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `source: fencing database ${database} timed out before it began; retry the cutover`);
   await client.query(`ALTER DATABASE ${ident(database)} SET default_transaction_read_only = on`);
   for (const role of roles) {
     if (signal.aborted) throw new PgferryError(ErrorCodes.CUTOVER, `source: fencing database ${database} timed out; retry the cutover`);
     await client.query(`ALTER ROLE ${ident(role)} IN DATABASE ${ident(database)} SET default_transaction_read_only = on`);
   }
   const { rows: [since] } = await client.query<{ at: string }>('SELECT clock_timestamp()::text AS at');
-  const prepared = await client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = current_database()');
-  if (prepared.rowCount) {
-    throw new PgferryError(ErrorCodes.CUTOVER, `source: database ${database} has ${prepared.rowCount} prepared transaction(s) (${prepared.rows.map((r) => r.gid).join(', ')}) that could still commit; COMMIT PREPARED or ROLLBACK PREPARED them, then retry the cutover`);
-  }
-  // Sessions that started before the fence (they are not read-only) or hold a transaction id (they wrote).
+  const noPrepared = async (): Promise<void> => {
+    const prepared = await client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = current_database()');
+    if (prepared.rowCount) {
+      throw new PgferryError(ErrorCodes.CUTOVER, `source: database ${database} has ${prepared.rowCount} prepared transaction(s) (${prepared.rows.map((r) => r.gid).join(', ')}) that could still commit; COMMIT PREPARED or ROLLBACK PREPARED them, then retry the cutover`);
+    }
+  };
+  await noPrepared();
+  // Sessions that started before the fence (they are not read-only), and any that hold a
+  // transaction id (they wrote), background workers included.
   const remaining = `SELECT pid, usename FROM pg_stat_activity
-      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-        AND (backend_xid IS NOT NULL OR (usename = ANY($1::text[]) AND backend_start < $2::timestamptz))`;
-  const params = [roles, since!.at];
+      WHERE datname = current_database() AND pid <> pg_backend_pid()
+        AND ((backend_type = 'client backend' AND backend_start < $1::timestamptz)
+             OR (backend_xid IS NOT NULL AND backend_type IN ('client backend', 'background worker')))`;
+  const params = [since!.at];
   const { rows: killed } = await client.query<{ ok: boolean }>(`SELECT pg_terminate_backend(pid) AS ok FROM (${remaining}) AS r`, params);
   fence.terminated = killed.filter((r) => r.ok).length;
   for (;;) {
     const { rows } = await client.query<{ pid: number; usename: string }>(remaining, params);
-    if (rows.length === 0) return fence;
+    if (rows.length === 0) {
+      // One prepared by a session just before it was terminated would outlive it.
+      await noPrepared();
+      return fence;
+    }
     if (signal.aborted) {
       throw new PgferryError(ErrorCodes.CUTOVER, `source: ${rows.length} session(s) that could write (pids ${rows.map((r) => `${r.pid} (${r.usename})`).join(', ')}) did not end; end them or grant pgferry's role pg_signal_backend, then retry the cutover`);
     }

@@ -1,5 +1,5 @@
 /** The steps of a cutover, in order; `rollback` appears only when one before the switch failed. */
-export const CUTOVER_STEPS = ['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'switch', 'finish', 'rollback'] as const;
+export const CUTOVER_STEPS = ['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'recheck', 'switch', 'finish', 'rollback'] as const;
 export type CutoverStepName = (typeof CUTOVER_STEPS)[number];
 
 /** One step as `/status` shows it. */

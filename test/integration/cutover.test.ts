@@ -157,7 +157,7 @@ describe('cutover', () => {
     const state = app.status.cutover!;
     expect(app.status.phase).toBe('done');
     expect(state.state).toBe('done');
-    expect(state.steps.map((s) => [s.name, s.outcome])).toEqual(['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'switch', 'finish'].map((n) => [n, 'ok']));
+    expect(state.steps.map((s) => [s.name, s.outcome])).toEqual(['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'recheck', 'switch', 'finish'].map((n) => [n, 'ok']));
     expect(state.writeBlockedSeconds).toBeGreaterThan(0);
     expect(state.writeBlockedSeconds).toBeLessThan(10);
     const metrics = await scrape(app);
@@ -222,6 +222,89 @@ describe('cutover', () => {
     expect(state.error).toMatch(/^schema copy's last step failed \(target: cannot create validation of foreign key "fk" .*\); fix the target and restart pgferry/);
     expect(state.steps.map((s) => [s.name, s.outcome])).toEqual([['schema', 'failed'], ['rollback', 'ok']]);
     expect(app.status.phase).toBe('streaming');
+  });
+
+  it('rolls back when a session writes past the fence (BEGIN READ WRITE): nothing it wrote is lost', async () => {
+    world = await setUp('cutleak', { cutoverMaxLagSeconds: '3600', cutoverMaxLagBytes: '1GB' });
+    const { db, role, app } = world;
+    await waitFor(() => app.status.schemaFinishing?.state === 'done', 'schema copy to finish');
+    // Straight to the source, not through PgBouncer, and opting out of the fence's read-only
+    // default in every transaction; terminated by the fence, it reconnects and writes on.
+    const acked: string[] = [];
+    const refused: string[] = [];
+    let running = true;
+    const rogue = (async () => {
+      let c: pg.Client | null = null;
+      for (let n = 0; running; n++) {
+        try {
+          c ??= await connect(db.sourceUrl.replace('postgres@', `${role}@`));
+          await c.query(`BEGIN READ WRITE; INSERT INTO orders (token, amount) VALUES ('rogue-${n}', ${n}); COMMIT`);
+          acked.push(`rogue-${n}`);
+        } catch (err) {
+          refused.push((err as Error).message);
+          await c?.end().catch(() => {});
+          c = null;
+        }
+      }
+      await c?.end().catch(() => {});
+    })();
+    await waitFor(() => acked.length >= 20, 'the rogue session to write');
+    // A role without any privilege on the tables, connected before the fence: it could write
+    // through a SECURITY DEFINER function, so the fence ends its session too.
+    const bystander = `${db.name}_fn`;
+    await admin('source', `CREATE ROLE ${bystander} LOGIN`);
+    const idle = await connect(db.sourceUrl.replace('postgres@', `${bystander}@`));
+
+    const res = await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.statusCode).toBe(202);
+    await waitFor(() => app.status.cutover?.state !== 'running', 'the cutover to end', 60_000);
+    const state = app.status.cutover!;
+    expect(state.state).toBe('rolled back');
+    expect(state.error).toMatch(/wrote to a migrated table after the fence .* stop it, then retry the cutover/);
+    const failed = state.steps.find((s) => s.outcome === 'failed')?.name;
+    expect(['drain', 'recheck']).toContain(failed);
+    expect(state.steps.some((s) => s.name === 'switch')).toBe(false);
+    expect(readFileSync(world.bouncer.configFile, 'utf8')).toMatch(new RegExp(`port=${new URL(db.sourceUrl).port} `));
+    // The fence terminated it at least once, and it wrote after that.
+    expect(refused.length).toBeGreaterThan(0);
+    await expect(idle.query('SELECT 1')).rejects.toThrow(/terminat|connection error/);
+    await idle.end().catch(() => {});
+    await admin('source', `DROP ROLE ${bystander}`);
+    running = false;
+    await rogue;
+
+    // Rolled back: the source has its settings back, and every acknowledged write reaches the target.
+    const catalog = await connect(serverUrl('source', 'postgres'));
+    const { rows: settings } = await catalog.query<{ setconfig: string[] }>(`SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = $1)`, [db.name]);
+    await catalog.end();
+    expect(settings.flatMap((r) => r.setconfig).join(',')).not.toContain('default_transaction_read_only');
+    const source = await connect(db.sourceUrl);
+    const target = await connect(db.targetUrl);
+    try {
+      await waitForIdentical(source, target, TABLES);
+      const { rows } = await target.query<{ n: number }>(`SELECT count(*)::int AS n FROM orders WHERE token LIKE 'rogue-%'`);
+      expect(rows[0]!.n).toBe(acked.length);
+    } finally {
+      await source.end();
+      await target.end();
+    }
+  });
+
+  it('a webhook failing after the hook moved traffic does not roll back: the cutover finishes and reports it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgferry-hook-'));
+    const ran = join(dir, 'ran');
+    // No PgBouncer: the hook is what moves traffic. The webhook's port refuses connections.
+    world = await setUp('cuthook', { pgbouncerAdmin: undefined, pgbouncerConfig: undefined, pgbouncerDatabase: undefined, cutoverHook: `touch ${ran}`, cutoverWebhook: 'http://127.0.0.1:9/switched', cutoverMaxLagSeconds: '3600', cutoverMaxLagBytes: '1GB' });
+    const { app } = world;
+    await waitFor(() => app.status.schemaFinishing?.state === 'done', 'schema copy to finish');
+    const res = await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.statusCode).toBe(202);
+    await waitFor(() => app.status.cutover?.state !== 'running', 'the cutover to end', 60_000);
+    const state = app.status.cutover!;
+    expect(readFileSync(ran, 'utf8')).toBe('');
+    expect(state.state).toBe('done');
+    expect(state.steps.map((s) => [s.name, s.outcome])).toEqual(['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'recheck', 'switch', 'finish'].map((n) => [n, 'ok']));
+    expect(state.steps.find((s) => s.name === 'switch')?.detail).toMatch(/^hook ran; but cutoverWebhook: http:\/\/127.0.0.1:9\/switched unreachable/);
   });
 
   it('rolls back when the drain times out: the source takes writes again and streaming goes on', async () => {
