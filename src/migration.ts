@@ -318,6 +318,9 @@ export class Migration {
       await ensureStateSchema(target).catch((err: unknown) => {
         throw new PreflightError(`target: cannot create pgferry's state schema "pgferry" (${describeError(err)}); grant CREATE on the target database to pgferry's role`);
       });
+      if ((await readMigration(target, slot))?.phase === 'done') {
+        throw new PreflightError(`target: migration ${slot} was cut over: the applications use the target, and nothing more is streamed into it; pgferry cleanup drops what is left (the slot and publication on the source, pgferry's rows on the target)`);
+      }
       // A cutover that died between fence and switch left the source read-only: restore it first.
       const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
       await undoRecordedFence(this.source(), target, slot, this.log, pgbouncerAdmin && pgbouncerDatabase ? { database: pgbouncerDatabase, admin: new PgBouncerAdmin(pgbouncerAdmin, pgbouncerDatabase) } : undefined);

@@ -39,7 +39,8 @@ ALTER TABLE pgferry.table_copy ADD COLUMN IF NOT EXISTS copied_at timestamptz;
 ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS consistent_point pg_lsn;
 ALTER TABLE pgferry.migration ADD COLUMN IF NOT EXISTS schema_finished_at timestamptz;`;
 
-export type StoredPhase = 'snapshot' | 'streaming';
+/** `done`: cut over; the applications use the target, and nothing more is streamed into it. */
+export type StoredPhase = 'snapshot' | 'streaming' | 'done';
 
 export interface MigrationState {
   phase: StoredPhase;
@@ -141,6 +142,11 @@ export async function markUnitCopied(client: pg.Client, slot: string, t: TableNa
 /** The copy is complete: streaming starts at the slot's consistent point. */
 export async function beginStreamingPhase(client: pg.Client, slot: string, consistentPoint: Lsn): Promise<void> {
   await client.query(`UPDATE pgferry.migration SET phase = 'streaming', applied_lsn = $2, updated_at = now() WHERE slot = $1`, [slot, formatLsn(consistentPoint)]);
+}
+
+/** The cutover has switched traffic: a later start must not stream into the target again. */
+export async function markCutOver(client: pg.Client, slot: string): Promise<void> {
+  await client.query(`UPDATE pgferry.migration SET phase = 'done', updated_at = now() WHERE slot = $1`, [slot]);
 }
 
 /**

@@ -11,6 +11,7 @@ import { lagBytes, lagSeconds, type MigrationStatus } from '../status.js';
 import { verify } from '../verify/verify.js';
 import { fenceSource, makeTargetWritable, planFence, unfenceSource, type Fence } from './fence.js';
 import { deleteFenceRecord, markFenceSwitching, readFenceRecord, recordFence } from './fence-record.js';
+import { markCutOver } from '../apply/state-store.js';
 import { callWebhook, runHook, targetDetails } from './hook.js';
 import { PgBouncerAdmin, restoreFile, rewriteDatabaseEntry } from './pgbouncer.js';
 import { syncSequences } from './sequences.js';
@@ -235,6 +236,8 @@ export class Cutover {
       await deleteFenceRecord(t, settings.slot).catch((err: unknown) => log.warn({ err }, `could not delete the fence record; run DELETE FROM pgferry.cutover_fence WHERE slot = '${settings.slot}' on the target`));
 
       await this.step(state, 'finish', c.switchTimeoutMs, async () => {
+        // First: a pgferry restarted from here on must not stream into the target the applications use.
+        await markCutOver(t, settings.slot);
         const writable = await makeTargetWritable(t, fence!.roles);
         await this.deps.stopStreaming();
         const notes = [writable.length > 0 ? `target made writable (${writable.join(', ')})` : 'target writable', 'source left read-only'];

@@ -198,6 +198,12 @@ describe('cutover', () => {
     const targetPort = new URL(db.targetUrl).port;
     expect(readFileSync(bouncer.configFile, 'utf8')).toMatch(new RegExp(`^appdb = host=127\\.0\\.0\\.1 port=${targetPort} dbname=${db.name}$`, 'm'));
     expect(readFileSync(hookFile, 'utf8').trim()).toBe(`127.0.0.1:${targetPort}/${db.name}`);
+
+    // Restarted (a container's restart policy), pgferry refuses to stream into the target the applications now use.
+    expect((await db.target.query(`SELECT phase FROM pgferry.migration WHERE slot = $1`, [db.slot])).rows).toEqual([{ phase: 'done' }]);
+    const again = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, apiToken: TOKEN });
+    await expect(again.done).rejects.toThrow(/migration .* was cut over: the applications use the target, and nothing more is streamed into it; pgferry cleanup/);
+    await again.stop();
   });
 
   it('waits for schema copy\'s last step before fencing, and rolls back without fencing when it failed', async () => {
