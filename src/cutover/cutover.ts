@@ -9,7 +9,7 @@ import { listSourceTables, type SourceTable } from '../source/catalog.js';
 import { dropSlot } from '../source/slot.js';
 import { lagBytes, lagSeconds, type MigrationStatus } from '../status.js';
 import { verify } from '../verify/verify.js';
-import { fenceSource, makeTargetWritable, planFence, unfenceSource, type Fence } from './fence.js';
+import { endReadOnlySessions, fenceSource, makeTargetWritable, planFence, unfenceSource, type Fence } from './fence.js';
 import { deleteFenceRecord, markFenceSwitching, readFenceRecord, recordFence } from './fence-record.js';
 import { markCutOver } from '../apply/state-store.js';
 import { callWebhook, runHook, targetDetails } from './hook.js';
@@ -295,6 +295,8 @@ export class Cutover {
             try {
               await unfenceSource(client, fence);
               lastErr = null;
+              const ended = fence.since ? await endReadOnlySessions(client, fence.since).catch(() => 0) : 0;
+              if (ended > 0) done.push(`${ended} session(s) opened read-only during the fence ended`);
               break;
             } catch (err) {
               lastErr = err;

@@ -122,6 +122,6 @@ export async function undoRecordedFence(sourceConfig: pg.ClientConfig, target: p
     return `${key === '' ? `database ${fence.database}` : `role ${key}`}: ${before === undefined ? 'reset' : `= ${before}`}`;
   };
   const restored = ['', ...fence.roles].map(describe);
-  log.warn({ slot, database: fence.database, restored, recordedAt: record.recordedAt }, `a cutover was interrupted between fence and switch; source default_transaction_read_only restored to what it was before the fence (${restored.join('; ')}); the source takes writes again`);
+  log.warn({ slot, database: fence.database, restored, recordedAt: record.recordedAt }, `a cutover was interrupted between fence and switch; source default_transaction_read_only restored to what it was before the fence (${restored.join('; ')}); the source takes writes again (sessions opened while it was fenced stay read-only until they reconnect)`);
   return { action: 'restored', restored };
 }

@@ -15,6 +15,8 @@ export interface Fence {
   previous: Map<string, string>;
   /** Sessions terminated by the fence. */
   terminated: number;
+  /** When the fence took hold (the server's clock): sessions opened since start read-only. Null: not yet. */
+  since?: string | null;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function fenceSource(client: pg.Client, fence: Fence, signal: Abort
     await client.query(`ALTER ROLE ${ident(role)} IN DATABASE ${ident(database)} SET default_transaction_read_only = on`);
   }
   const { rows: [since] } = await client.query<{ at: string }>('SELECT clock_timestamp()::text AS at');
+  fence.since = since!.at;
   const noPrepared = async (): Promise<void> => {
     const prepared = await client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = current_database()');
     if (prepared.rowCount) {
@@ -113,6 +116,20 @@ export async function unfenceSource(client: pg.Client, fence: Pick<Fence, 'datab
   };
   await client.query(restore(`ALTER DATABASE ${db}`, ''));
   for (const role of fence.roles) await client.query(restore(`ALTER ROLE ${ident(role)} IN DATABASE ${db}`, role));
+}
+
+/**
+ * After an unfence: terminates the database's sessions opened since `since` (they started
+ * read-only and would stay so; a pool opens them again, writable). Not the caller's own. Returns
+ * how many.
+ */
+export async function endReadOnlySessions(client: pg.Client, since: string): Promise<number> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND backend_start >= $1::timestamptz`,
+    [since],
+  );
+  return rows.filter((r) => r.ok).length;
 }
 
 /**

@@ -335,7 +335,14 @@ describe('cutover', () => {
     const res = await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.statusCode).toBe(202);
     expect((await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode).toBe(409);
+    // A pool opening a connection while the source is fenced gets a read-only session.
+    await waitFor(() => app.status.cutover?.steps.some((s) => s.name === 'drain') === true, 'the fence');
+    const opened = await connect(db.sourceUrl.replace('postgres@', `${role}@`));
+    await expect(opened.query(`INSERT INTO orders (token, amount) VALUES ('during-fence', 1)`)).rejects.toThrow(/read-only transaction/);
     await waitFor(() => app.status.cutover?.state !== 'running', 'the cutover to end', 60_000);
+    // The rollback ended it, so that the pool reconnects writable (instead of failing every write).
+    await expect(opened.query('SELECT 1')).rejects.toThrow(/terminat|connection error/);
+    await opened.end().catch(() => {});
     const state = app.status.cutover!;
     expect(state.state).toBe('rolled back');
     expect(state.error).toMatch(/did not apply up to the fence position .* raise cutoverDrainTimeout/);
