@@ -309,6 +309,10 @@ export class Migration {
     const target = await connectClient(this.target(), 'target');
     this.status.connected.source = this.status.connected.target = true;
     try {
+      // A cutover that died between fence and switch left the source read-only: restore it before
+      // anything else can fail (a preflight problem must not keep the applications read-only).
+      const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
+      await undoRecordedFence(this.source(), target, slot, this.log, pgbouncerAdmin && pgbouncerDatabase ? { database: pgbouncerDatabase, admin: new PgBouncerAdmin(pgbouncerAdmin, pgbouncerDatabase) } : undefined);
       const listed = await listSourceTables(source, this.settings.tables);
       if (listed.missing.length > 0) {
         throw new PreflightError(`source: table(s) ${listed.missing.map(tableKey).join(', ')} not found; check --tables (names are case-sensitive when quoted)`);
@@ -321,9 +325,6 @@ export class Migration {
       if ((await readMigration(target, slot))?.phase === 'done') {
         throw new PreflightError(`target: migration ${slot} was cut over: the applications use the target, and nothing more is streamed into it; pgferry cleanup drops what is left (the slot and publication on the source, pgferry's rows on the target)`);
       }
-      // A cutover that died between fence and switch left the source read-only: restore it first.
-      const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
-      await undoRecordedFence(this.source(), target, slot, this.log, pgbouncerAdmin && pgbouncerDatabase ? { database: pgbouncerDatabase, admin: new PgBouncerAdmin(pgbouncerAdmin, pgbouncerDatabase) } : undefined);
       await setUpDdlCapture(source, this.settings, this.log);
       const state = await readMigration(target, slot);
       const existing = await readSlot(source, slot);

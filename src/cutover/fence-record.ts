@@ -87,7 +87,8 @@ export type FenceRecovery = { action: 'none' } | { action: 'restored'; restored:
  * With `pgbouncer` (the cutover's PgBouncer), its entry is resumed too (the fence may have paused it).
  */
 export async function undoRecordedFence(sourceConfig: pg.ClientConfig, target: pg.Client, slot: string, log: Logger, pgbouncer?: { database: string; admin: Pick<PgBouncerAdmin, 'resume'> }): Promise<FenceRecovery> {
-  await target.query(FENCE_DDL);
+  const { rows: [t] } = await target.query<{ present: boolean }>(`SELECT to_regclass('pgferry.cutover_fence') IS NOT NULL AS present`);
+  if (!t?.present) return { action: 'none' }; // no cutover has run against this target
   const record = await readFenceRecord(target, slot);
   if (!record) return { action: 'none' };
   const { fence } = record;

@@ -163,6 +163,21 @@ describe('a pgferry killed between fence and switch', () => {
     expect(await exited(second), second.output()).toBe(0);
   });
 
+  it('undoes a recorded fence even when the start then fails its preflight: a wrong flag does not keep the source read-only', async () => {
+    db = await createTestDatabases('cutpf');
+    const d = db;
+    await d.source.query(`CREATE TABLE orders (id bigserial PRIMARY KEY, token text NOT NULL)`);
+    // What a pgferry killed after the fence leaves: the database read-only, and the record saying it was not set before.
+    await admin('source', `ALTER DATABASE ${d.name} SET default_transaction_read_only = on`);
+    await d.target.query(FENCE_DDL);
+    await d.target.query(`INSERT INTO pgferry.cutover_fence (slot, database, roles, previous, stage) VALUES ($1, $2, '{}', '{}', 'fenced')`, [d.slot, d.name]);
+    const app = await startInProcess({ source: d.sourceUrl, target: d.targetUrl, slot: d.slot, publication: `${d.name}_pub`, tables: 'no_such_table' });
+    await expect(app.done).rejects.toThrow(/no_such_table.* not found/);
+    await app.stop();
+    expect(await readOnlySettings(d.name)).toEqual({});
+    expect((await d.target.query(`SELECT 1 FROM pgferry.cutover_fence WHERE slot = $1`, [d.slot])).rowCount).toBe(0);
+  });
+
   it('leaves a fence recorded during the switch alone and says so: the applications may already use the target', async () => {
     db = await createTestDatabases('cutsw');
     const d = db;
