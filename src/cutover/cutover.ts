@@ -190,7 +190,16 @@ export class Cutover {
         return `${r.advanced.length} advanced, ${r.ahead.length} already at or ahead${r.missing.length ? `, ${r.missing.length} not on the target (${r.missing.slice(0, 5).join(', ')})` : ''}`;
       });
 
-      await this.step(state, 'verify', c.verifyTimeoutMs, () => this.verifyStep(s, t, tables));
+      await this.step(state, 'verify', c.verifyTimeoutMs, async (signal) => {
+        try {
+          return await this.verifyStep(s, t, tables);
+        } catch (err) {
+          // Rows differ because a session wrote after the fence? Say that rather than "rows differ".
+          await drainTo(s, signal, 'the source position').catch(() => {});
+          noWritesAfterFence();
+          throw err;
+        }
+      });
 
       // Sequences and verify took a while: once more, nothing may have been written since the fence.
       await this.step(state, 'recheck', c.drainTimeoutMs, async (signal) => {

@@ -96,7 +96,7 @@ export async function undoRecordedFence(sourceConfig: pg.ClientConfig, target: p
   if (record.stage === 'switching') {
     log.warn(
       { slot, database: fence.database, roles: fence.roles, recordedAt: record.recordedAt },
-      `a cutover fenced source database ${fence.database} and stopped during the switch; the source is left read-only because the applications may already use the target. If they still use the source, run ALTER DATABASE ${db} RESET default_transaction_read_only (and ALTER ROLE ... IN DATABASE ${db} RESET for ${fence.roles.join(', ')}), then DELETE FROM pgferry.cutover_fence WHERE slot = '${slot}' on the target`,
+      `a cutover fenced source database ${fence.database} and stopped during the switch; the source is left read-only because the applications may already use the target. If they still use the source, run ALTER DATABASE ${db} RESET default_transaction_read_only (and ALTER ROLE ... IN DATABASE ${db} RESET for ${fence.roles.join(', ')}), then DELETE FROM pgferry.cutover_fence WHERE slot = '${slot}' on the target${pgbouncer ? `. PgBouncer ${pgbouncer.database} may still be paused and its [databases] entry may point at the target (on disk, in memory after a RELOAD): check SHOW DATABASES on its admin console, fix the entry and RELOAD as needed, then RESUME ${pgbouncer.database}` : ''}`,
     );
     return { action: 'left', record };
   }
