@@ -15,7 +15,8 @@ import { deleteMigration } from './apply/state-store.js';
 export async function cleanup(settings: Settings): Promise<string[]> {
   const done: string[] = [];
   await negotiateSsl(settings.source, settings.target);
-  const source = new pg.Client(settings.source);
+  // After a cutover the source stays read-only (default_transaction_read_only): cleanup's own changes are allowed.
+  const source = new pg.Client({ ...settings.source, options: [settings.source.options, '-c default_transaction_read_only=off'].filter(Boolean).join(' ') });
   const target = new pg.Client(settings.target);
   for (const [side, c] of [['source', source], ['target', target]] as const) {
     c.on('error', () => {});

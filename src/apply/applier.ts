@@ -336,12 +336,15 @@ export class Applier {
           try {
             await this.client.query(truncateStatement(plans, msg.restartIdentity));
           } catch (err) {
-            if ((err as { code?: string }).code !== '0A000') throw err;
+            if ((err as { code?: string }).code !== '0A000' || !/foreign key/.test(describeError(err))) throw err;
             // A foreign key of a table not in the list refers to one of them: after a resumed copy,
             // a table the TRUNCATE also emptied but whose copy already holds that (so it is left
             // out here). The rows go by DELETE, which the foreign key (replica role) does not stop.
             await this.client.query('ROLLBACK TO SAVEPOINT pgferry_truncate');
-            this.log.warn({ tables: plans.map((p) => p.key), reason: describeError(err) }, 'TRUNCATE refused on the target; deleting the rows instead');
+            this.log.warn(
+              { tables: plans.map((p) => p.key), reason: describeError(err), restartIdentity: msg.restartIdentity },
+              `TRUNCATE refused on the target; deleting the rows instead${msg.restartIdentity ? ' (their sequences are not restarted: the cutover moves them forward only)' : ''}`,
+            );
             for (const p of plans) await this.client.query(`DELETE FROM ${p.only ? 'ONLY ' : ''}${qualified(p.table)}`);
           }
           await this.client.query('RELEASE SAVEPOINT pgferry_truncate');

@@ -195,7 +195,7 @@ export class Cutover {
           return await this.verifyStep(s, t, tables);
         } catch (err) {
           // Rows differ because a session wrote after the fence? Say that rather than "rows differ".
-          await drainTo(s, signal, 'the source position').catch(() => {});
+          await drainTo(s, AbortSignal.timeout(Math.min(c.drainTimeoutMs, 10_000)), 'the source position').catch(() => {});
           noWritesAfterFence();
           throw err;
         }
@@ -242,10 +242,19 @@ export class Cutover {
         return done.length > 0 ? done.join('; ') : 'no PgBouncer, hook or webhook configured: point the applications at the target now';
       });
       log.info({ writeBlockedSeconds: state.writeBlockedSeconds }, 'traffic switched to the target; writes were blocked for this long');
-      await deleteFenceRecord(t, settings.slot).catch((err: unknown) => log.warn({ err }, `could not delete the fence record; run DELETE FROM pgferry.cutover_fence WHERE slot = '${settings.slot}' on the target`));
+      // Together: no moment where a restart would find neither the record nor the phase done (and stream into the target).
+      await t
+        .query('BEGIN')
+        .then(() => markCutOver(t, settings.slot))
+        .then(() => deleteFenceRecord(t, settings.slot))
+        .then(() => t.query('COMMIT'))
+        .catch(async (err: unknown) => {
+          await t.query('ROLLBACK').catch(() => {});
+          log.warn({ err }, `could not record the switch on the target; run UPDATE pgferry.migration SET phase = 'done' WHERE slot = '${settings.slot}' and DELETE FROM pgferry.cutover_fence WHERE slot = '${settings.slot}' on the target`);
+        });
 
       await this.step(state, 'finish', c.switchTimeoutMs, async () => {
-        // First: a pgferry restarted from here on must not stream into the target the applications use.
+        // Again, in case recording the switch failed: a restarted pgferry must not stream into the target the applications use.
         await markCutOver(t, settings.slot);
         const writable = await makeTargetWritable(t, fence!.roles);
         await this.deps.stopStreaming();
@@ -302,9 +311,11 @@ export class Cutover {
           const client = await connect(settings.source, 'source').catch((err: unknown) => ((lastErr = err), null));
           if (client) {
             try {
+              const { rows: [now] } = await client.query<{ at: string }>('SELECT clock_timestamp()::text AS at');
               await unfenceSource(client, fence);
               lastErr = null;
-              const ended = fence.since ? await endReadOnlySessions(client, fence.since).catch(() => 0) : 0;
+              // Only those opened while fenced: not the ones opened writable from now on.
+              const ended = fence.since ? await endReadOnlySessions(client, fence.since, now!.at).catch(() => 0) : 0;
               if (ended > 0) done.push(`${ended} session(s) opened read-only during the fence ended`);
               break;
             } catch (err) {

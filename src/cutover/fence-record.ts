@@ -48,7 +48,9 @@ export async function recordFence(target: pg.Client, slot: string, fence: Pick<F
          roles = ARRAY(SELECT DISTINCT r FROM unnest(pgferry.cutover_fence.roles || EXCLUDED.roles) AS r ORDER BY r),
          -- The database's and the fenced roles' entries stay as recorded (absent: not set before the fence).
          previous = (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(EXCLUDED.previous) AS e(k, v)
-                      WHERE k <> '' AND NOT k = ANY(pgferry.cutover_fence.roles)) || pgferry.cutover_fence.previous,
+                      WHERE k <> '' AND NOT k = ANY(pgferry.cutover_fence.roles))
+                 || (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(pgferry.cutover_fence.previous) AS e(k, v)
+                      WHERE k = '' OR k = ANY(pgferry.cutover_fence.roles)),
          stage = 'fenced', recorded_at = now()`,
       [slot, fence.database, fence.roles, JSON.stringify(Object.fromEntries(fence.previous))],
     );

@@ -89,8 +89,8 @@ export async function fenceSource(client: pg.Client, fence: Fence, signal: Abort
         AND ((backend_type = 'client backend' AND backend_start < $1::timestamptz)
              OR (backend_xid IS NOT NULL AND backend_type IN ('client backend', 'background worker')))`;
   const params = [since!.at];
-  const { rows: killed } = await client.query<{ ok: boolean }>(`SELECT pg_terminate_backend(pid) AS ok FROM (${remaining}) AS r`, params);
-  fence.terminated = killed.filter((r) => r.ok).length;
+  const { rows: found } = await client.query<{ pid: number }>(remaining, params);
+  fence.terminated = await terminate(client, found.map((r) => r.pid));
   for (;;) {
     const { rows } = await client.query<{ pid: number; usename: string }>(remaining, params);
     if (rows.length === 0) {
@@ -101,8 +101,8 @@ export async function fenceSource(client: pg.Client, fence: Fence, signal: Abort
     if (signal.aborted) {
       throw new PgferryError(ErrorCodes.CUTOVER, `source: ${rows.length} session(s) that could write (pids ${rows.map((r) => `${r.pid} (${r.usename})`).join(', ')}) did not end; end them or grant pgferry's role pg_signal_backend, then retry the cutover`);
     }
-    // A session of another role that wrote (it holds a transaction id) is terminated too.
-    await client.query(`SELECT pg_terminate_backend(pid) FROM (${remaining}) AS r`, params);
+    // One that began a transaction since is terminated too (one pgferry may not signal is named on the timeout).
+    await terminate(client, rows.map((r) => r.pid));
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -123,13 +123,31 @@ export async function unfenceSource(client: pg.Client, fence: Pick<Fence, 'datab
  * read-only and would stay so; a pool opens them again, writable). Not the caller's own. Returns
  * how many.
  */
-export async function endReadOnlySessions(client: pg.Client, since: string): Promise<number> {
-  const { rows } = await client.query<{ ok: boolean }>(
-    `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND backend_start >= $1::timestamptz`,
-    [since],
+export async function endReadOnlySessions(client: pg.Client, since: string, until: string): Promise<number> {
+  const { rows } = await client.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+        AND backend_start >= $1::timestamptz AND backend_start < $2::timestamptz`,
+    [since, until],
   );
-  return rows.filter((r) => r.ok).length;
+  return terminate(client, rows.map((r) => r.pid));
+}
+
+/**
+ * Terminates each session in `pids` that pgferry's role may signal; one it may not (a
+ * superuser's, without superuser) or one already gone is skipped. Returns how many were ended.
+ */
+async function terminate(client: pg.Client, pids: number[]): Promise<number> {
+  let ended = 0;
+  for (const pid of pids) {
+    try {
+      const { rows: [r] } = await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [pid]);
+      if (r?.ok) ended++;
+    } catch {
+      // Not allowed: the wait for the fence names it when it times out.
+    }
+  }
+  return ended;
 }
 
 /**

@@ -76,13 +76,14 @@ export async function syncSequences(source: pg.Client, target: pg.Client): Promi
 }
 
 /**
- * The target sequence for source sequence `q`: the same name, else the one feeding the same column
- * (`owner`.`column`) on the target (owned by it, or called by its default). Null: none.
+ * The target sequence for source sequence `q`: for one that feeds a column (`owner`.`column`), the
+ * one feeding that column on the target (owned by it, or called by its default); else (or when
+ * the target's column has none) the same name. Null: none.
  */
 async function counterpart(target: pg.Client, q: string, owner: string | null, column: string | null): Promise<string | null> {
-  const { rows: [same] } = await target.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [q]);
-  if (same?.ok) return q;
-  if (owner === null || column === null) return null;
+  const byName = async (): Promise<string | null> => ((await target.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [q])).rows[0]?.ok ? q : null);
+  // The column first: a sequence of the same name may exist on the target without feeding it.
+  if (owner === null || column === null) return byName();
   const { rows: [r] } = await target.query<{ seq: string | null }>(
     `SELECT coalesce(
        CASE WHEN to_regclass($1) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped) THEN pg_get_serial_sequence($1, $2) END,
@@ -93,5 +94,5 @@ async function counterpart(target: pg.Client, q: string, owner: string | null, c
          WHERE ad.adrelid = to_regclass($1) LIMIT 1)) AS seq`,
     [owner, column],
   );
-  return r?.seq ?? null;
+  return r?.seq ?? (await byName());
 }

@@ -204,6 +204,11 @@ describe('cutover', () => {
     const again = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, apiToken: TOKEN });
     await expect(again.done).rejects.toThrow(/migration .* was cut over: the applications use the target, and nothing more is streamed into it; pgferry cleanup/);
     await again.stop();
+    // ...and pgferry cleanup, as that says, works against the source left read-only.
+    const cleaned = await runCli(['cleanup', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--publication', `${db.name}_pub`]);
+    expect(cleaned.stderr).toBe('');
+    expect(cleaned.stdout).toMatch(/dropped replication slot/);
+    expect(cleaned.code).toBe(0);
   });
 
   it('waits for schema copy\'s last step before fencing, and rolls back without fencing when it failed', async () => {
