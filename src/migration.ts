@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Settings } from './config/settings.js';
-import { PgferryError, ErrorCodes, PreflightError, describeError, isConnectionError } from './errors.js';
+import { PgferryError, ErrorCodes, PreflightError, SchemaError, describeError, isConnectionError } from './errors.js';
 import type { Logger } from './observability/logger.js';
 import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
@@ -344,7 +344,17 @@ export class Migration {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
       // Schema copy, pre-data: while the initial copy is not done (it skips what exists), before the target's table checks.
-      const schema = this.settings.schemaCopy ? await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log }) : null;
+      const schema = this.settings.schemaCopy
+        ? await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log }).catch((err: unknown) => {
+            // An interrupted copy whose source tables changed meanwhile: the tables it kept (or made)
+            // no longer match, and dropping just one would lose the rows recorded as copied.
+            if (!(err instanceof SchemaError) || state?.phase !== 'snapshot') throw err;
+            const conflicts = err.message.split('\n');
+            throw new PreflightError(
+              `source: the schema changed while the initial copy was interrupted (${conflicts[0]!.replace(/; change or drop it on the target.*$/, '')}${conflicts.length > 1 ? `, and ${conflicts.length - 1} more` : ''}); the copy cannot be resumed: drop the migrated tables on the target (or recreate the target database), run pgferry cleanup, then pgferry start`,
+            );
+          })
+        : null;
       // Each table's indexes and keys are built as soon as its copy is done, while the others copy.
       this.indexBuilder = schema ? new EarlyIndexBuilder(schema, () => connectClient(this.target(), 'target'), this.log) : null;
       await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
