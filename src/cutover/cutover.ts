@@ -21,6 +21,18 @@ import type { CutoverState, CutoverStep, CutoverStepName } from './state.js';
 const SESSION_OPTIONS = '-c default_transaction_read_only=off -c synchronous_commit=on';
 /** While draining, a logical message is committed this often so an idle source still shows the stream passing the fence. */
 const NUDGE_INTERVAL_MS = 500;
+/** The setting that bounds each step (several share one). */
+const STEP_TIMEOUT_SETTING: Partial<Record<CutoverStepName, string>> = {
+  schema: 'cutoverLagTimeout',
+  lag: 'cutoverLagTimeout',
+  fence: 'cutoverFenceTimeout',
+  drain: 'cutoverDrainTimeout',
+  sequences: 'cutoverDrainTimeout',
+  verify: 'cutoverVerifyTimeout',
+  recheck: 'cutoverDrainTimeout',
+  switch: 'cutoverSwitchTimeout',
+  finish: 'cutoverSwitchTimeout',
+};
 /** How long a timed-out step's work is waited for before the rollback starts anyway. */
 const STEP_SETTLE_MS = 10_000;
 /** Time the rollback may take (unfence, PgBouncer RESUME). */
@@ -190,7 +202,7 @@ export class Cutover {
         return `${r.advanced.length} advanced, ${r.ahead.length} already at or ahead${r.missing.length ? `, ${r.missing.length} not on the target (${r.missing.slice(0, 5).join(', ')})` : ''}`;
       });
 
-      await this.step(state, 'verify', c.verifyTimeoutMs, async (signal) => {
+      await this.step(state, 'verify', c.verifyTimeoutMs, async () => {
         try {
           return await this.verifyStep(s, t, tables);
         } catch (err) {
@@ -409,7 +421,7 @@ export class Cutover {
           () => {},
         );
         void Promise.race([settled, new Promise((r) => setTimeout(r, STEP_SETTLE_MS).unref())]).then(() =>
-          reject(new PgferryError(ErrorCodes.CUTOVER, `cutover step ${name} timed out after ${timeoutMs / 1000} s; retry, or raise its timeout (cutover${name[0]!.toUpperCase()}${name.slice(1)}Timeout)`)),
+          reject(new PgferryError(ErrorCodes.CUTOVER, `cutover step ${name} timed out after ${timeoutMs / 1000} s; retry${STEP_TIMEOUT_SETTING[name] ? `, or raise ${STEP_TIMEOUT_SETTING[name]}` : ''}`)),
         );
       }, timeoutMs);
     });
