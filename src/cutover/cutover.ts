@@ -269,8 +269,21 @@ export class Cutover {
         // Again, in case recording the switch failed: a restarted pgferry must not stream into the target the applications use.
         await markCutOver(t, settings.slot);
         const writable = await makeTargetWritable(t, fence!.roles);
-        await this.deps.stopStreaming();
         const notes = [writable.length > 0 ? `target made writable (${writable.join(', ')})` : 'target writable', 'source left read-only'];
+        // A write that slipped past the fence after the recheck (a session opting out of read-only)
+        // still reaches the target if it committed by now: drain before streaming stops, and say so.
+        const upTo = await drainTo(s, AbortSignal.timeout(c.drainTimeoutMs), 'the source position').catch((err: unknown) => {
+          log.error({ err }, 'could not drain to the source position before stopping: a write after the fence may be missing on the target');
+          notes.push('could not drain to the source position before stopping (see the log)');
+          return null;
+        });
+        try {
+          noWritesAfterFence();
+        } catch (err) {
+          log.error({ err }, 'a transaction wrote to a migrated table after the fence, past the recheck; it is on the target too, but the session that wrote it may still write to the source: stop it');
+          notes.push(`a write after the fence was applied too${upTo === null ? '' : ` (up to ${formatLsn(upTo)})`}: stop the session on the source that wrote it`);
+        }
+        await this.deps.stopStreaming();
         if (c.dropSlot) {
           await dropSlot(s, settings.slot);
           const { rowCount } = await s.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [settings.publication]);

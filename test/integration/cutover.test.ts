@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -317,6 +318,33 @@ describe('cutover', () => {
     expect(state.state).toBe('done');
     expect(state.steps.map((s) => [s.name, s.outcome])).toEqual(['schema', 'lag', 'fence', 'drain', 'sequences', 'verify', 'recheck', 'switch', 'finish'].map((n) => [n, 'ok']));
     expect(state.steps.find((s) => s.name === 'switch')?.detail).toMatch(/^hook ran; but cutoverWebhook: http:\/\/127.0.0.1:9\/switched unreachable/);
+  });
+
+  it('a write slipping past the fence after the recheck (during the switch) still reaches the target, and is reported', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'pgferry-late-')), 'late.cjs');
+    // The hook runs during the switch, after the recheck: it writes to the source, opting out of read-only.
+    writeFileSync(
+      script,
+      `const pg = require(${JSON.stringify(createRequire(import.meta.url).resolve('pg'))});
+       const c = new pg.Client(process.env.PGFERRY_TEST_LATE_URL);
+       c.connect().then(() => c.query("BEGIN READ WRITE; INSERT INTO orders (token, amount) VALUES ('late-write', 1); COMMIT")).then(() => c.end(), (e) => { console.error(e.message); process.exit(1); });`,
+    );
+    world = await setUp('cutlate', { pgbouncerAdmin: undefined, pgbouncerConfig: undefined, pgbouncerDatabase: undefined, cutoverHook: `node ${script}`, cutoverMaxLagSeconds: '3600', cutoverMaxLagBytes: '1GB' });
+    const { db, app } = world;
+    await waitFor(() => app.status.schemaFinishing?.state === 'done', 'schema copy to finish');
+    process.env['PGFERRY_TEST_LATE_URL'] = db.sourceUrl;
+    try {
+      const res = await app.http.inject({ method: 'POST', url: '/cutover', headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(res.statusCode).toBe(202);
+      await waitFor(() => app.status.cutover?.state !== 'running', 'the cutover to end', 60_000);
+    } finally {
+      delete process.env['PGFERRY_TEST_LATE_URL'];
+    }
+    const state = app.status.cutover!;
+    expect(state.state).toBe('done');
+    expect(state.steps.find((s) => s.name === 'finish')?.detail).toMatch(/a write after the fence was applied too .*: stop the session on the source that wrote it/);
+    const { rows } = await db.target.query(`SELECT amount FROM orders WHERE token = 'late-write'`);
+    expect(rows).toEqual([{ amount: 1 }]);
   });
 
   it('rolls back when the drain times out: the source takes writes again and streaming goes on', async () => {
