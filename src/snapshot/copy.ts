@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { PgferryError, ErrorCodes, describeError } from '../errors.js';
+import { PgferryError, ErrorCodes, PreflightError, describeError } from '../errors.js';
 import { ident, literal, qualified, tableKey } from '../pg/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lsn } from '../protocol/lsn.js';
@@ -210,6 +210,23 @@ async function lockAndCheck(source: pg.Client, tables: SourceTable[], snapshotNa
     [tables.map((t) => t.oid)],
   );
   if (rows.length > 0) throw new TableRewrittenError(rows.map((r) => r.name));
+  // Columns added, dropped or renamed after the tables were listed (and the target's made from
+  // that list), before the export: the copy would leave them out, and with captured DDL the
+  // stream would add them on the target empty, skipping the changes the snapshot already holds.
+  const { rows: shapes } = await source.query<{ oid: number; columns: string[] }>(
+    `SELECT c.oid::int8::int AS oid,
+            ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) AS columns
+       FROM pg_class c WHERE c.oid = ANY($1::oid[])`,
+    [tables.map((t) => t.oid)],
+  );
+  const now = new Map(shapes.map((r) => [Number(r.oid), r.columns]));
+  const changed = tables.filter((t) => (now.get(t.oid) ?? []).join('\0') !== t.columns.join('\0'));
+  if (changed.length > 0) {
+    const t = changed[0]!;
+    throw new PreflightError(
+      `source: the columns of ${tableKey(t)}${changed.length > 1 ? ` (and ${changed.length - 1} more table(s))` : ''} changed while the copy started (${t.columns.join(', ')} -> ${(now.get(t.oid) ?? []).join(', ')}); drop the migrated tables on the target (or recreate the target database), run pgferry cleanup, then pgferry start`,
+    );
+  }
 }
 
 /** Begins a read-only transaction under the exported snapshot (one simple-protocol query). */
