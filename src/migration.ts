@@ -322,11 +322,11 @@ export class Migration {
       await ensureStateSchema(target).catch((err: unknown) => {
         throw new PreflightError(`target: cannot create pgferry's state schema "pgferry" (${describeError(err)}); grant CREATE on the target database to pgferry's role`);
       });
-      if ((await readMigration(target, slot))?.phase === 'done') {
+      const state = await readMigration(target, slot);
+      if (state?.phase === 'done') {
         throw new PreflightError(`target: migration ${slot} was cut over: the applications use the target, and nothing more is streamed into it; pgferry cleanup drops what is left (the slot and publication on the source, pgferry's rows on the target)`);
       }
       await setUpDdlCapture(source, this.settings, this.log);
-      const state = await readMigration(target, slot);
       const existing = await readSlot(source, slot);
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
