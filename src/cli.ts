@@ -20,10 +20,10 @@ function fail(err: unknown): never {
 async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done: Promise<void> }>): Promise<void> {
   const app = await start();
   let signalled = false;
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) process.exit(130); // progress is transactional: stopping hard is still safe
     signalled = true;
-    process.stderr.write('pgferry: stopping (press Ctrl-C again to exit at once)\n');
+    process.stderr.write(`pgferry: stopping (${signal === 'SIGINT' ? 'press Ctrl-C again' : 'send another signal'} to exit at once)\n`);
     void app.stop().then(() => process.exit(0), fail);
   };
   process.on('SIGINT', onSignal);

@@ -15,6 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startEmbeddedServer, type EmbeddedServer } from '../embedded/server.js';
@@ -76,7 +77,11 @@ class Pgferry {
   peakRssMb = 0;
   constructor(private readonly args: string[]) {}
   start(): void {
-    this.child = spawn(process.execPath, [CLI, 'start', '--http-port', '0', ...this.args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PGFERRY_LOG_LEVEL: 'warn' } });
+    this.child = spawn(process.execPath, [CLI, 'start', '--http-port', '0', ...this.args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PGFERRY_LOG_LEVEL: 'warn' } });
+    // Its warnings and errors pass through; the line each stop prints does not.
+    createInterface({ input: this.child.stderr! }).on('line', (line) => {
+      if (!line.startsWith('pgferry: stopping')) process.stderr.write(`${line}\n`);
+    });
   }
   sample(): void {
     if (!this.child?.pid) return;
