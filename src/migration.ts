@@ -331,7 +331,7 @@ export class Migration {
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
         if (existing.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
-        await allOf(preflightSource(source, this.tables, { slotExists: true }), preflightTarget(target, this.tables, { mustBeEmpty: false, shapeFromStream: this.settings.captureDdl }));
+        await allOf(preflightSource(source, this.tables, { slotExists: true, log: this.log }), preflightTarget(target, this.tables, { mustBeEmpty: false, shapeFromStream: this.settings.captureDdl }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
         for (const t of await readTableCopies(target, slot)) this.status.tables.set(tableKey(t), { state: 'copied', rowsCopied: t.rows, bytesCopied: 0 });
@@ -357,7 +357,7 @@ export class Migration {
         : null;
       // Each table's indexes and keys are built as soon as its copy is done, while the others copy.
       this.indexBuilder = schema ? new EarlyIndexBuilder(schema, () => connectClient(this.target(), 'target'), this.log) : null;
-      await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing) }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
+      await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       for (const [table, rows] of await estimateRows(source, this.tables)) this.status.estimatedRows.set(table, rows);

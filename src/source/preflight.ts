@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import { PreflightError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { SourceTable } from './catalog.js';
@@ -7,13 +8,14 @@ import type { SourceTable } from './catalog.js';
  * Checks everything the source must offer before a slot is created, and reports every problem at
  * once, each with the statement or setting that fixes it.
  *
- * `slotExists`: the slot is already there (a resume), so it needs no free slot.
+ * `slotExists`: the slot is already there (a resume), so it needs no free slot. `log` gets the
+ * warnings: what may stop the migration later but is not known to (a SQL_ASCII database).
  */
-export async function preflightSource(client: pg.Client, tables: SourceTable[], opts: { slotExists: boolean }): Promise<void> {
+export async function preflightSource(client: pg.Client, tables: SourceTable[], opts: { slotExists: boolean; log?: Logger }): Promise<void> {
   const problems: string[] = [];
   const { rows: [s] } = await client.query<{
-    wal_level: string; user: string; can_replicate: boolean; max_slots: number; used_slots: number; max_senders: number; used_senders: number; version: number;
-  }>(`SELECT current_setting('wal_level') AS wal_level, current_user AS user,
+    wal_level: string; user: string; can_replicate: boolean; max_slots: number; used_slots: number; max_senders: number; used_senders: number; version: number; encoding: string;
+  }>(`SELECT current_setting('wal_level') AS wal_level, current_user AS user, current_setting('server_encoding') AS encoding,
              (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user)
                OR pg_has_role(current_user, oid, 'MEMBER') AS can_replicate,
              current_setting('max_replication_slots')::int AS max_slots,
@@ -35,6 +37,10 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
     problems.push(`source: all ${s.max_senders} WAL senders are in use; raise max_wal_senders (restart needed)`);
   }
   if (tables.length === 0) problems.push('source: there are no tables to migrate (check --tables and the source database name)');
+  if (s.encoding === 'SQL_ASCII') {
+    // pgferry reads text as UTF-8; such a database may hold bytes that are not, and the first one stops the copy or apply.
+    opts.log?.warn(`source: the database's encoding is SQL_ASCII, and pgferry reads text as UTF-8: a value that is not valid UTF-8 stops the copy or apply at its row (error 22021, nothing lost); fix such values on the source before the cutover`);
+  }
 
   const oids = tables.map((t) => t.oid);
   const { rows } = await client.query<{ oid: number; readable: boolean; bad_partitions: string[] }>(

@@ -1,8 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
-import { startInProcess } from '../support/pgferry.js';
+import { PreflightError } from '../../src/errors.js';
+import { preflightSource } from '../../src/source/preflight.js';
+import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
+import { captureLogger, startInProcess } from '../support/pgferry.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -65,6 +68,24 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
       expect((await db.source.query(`SELECT 1 FROM pg_event_trigger`)).rowCount).toBe(0);
     } finally {
       await db.source.query(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('warns that a SQL_ASCII source stops at a value that is not UTF-8, and says nothing for a UTF8 one', async () => {
+    const name = `${db.name}_ascii`;
+    await db.source.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    const ascii = new pg.Client({ connectionString: serverUrl('source', name) });
+    try {
+      await ascii.connect();
+      for (const [client, warned] of [[ascii, true], [db.source, false]] as const) {
+        const lines: string[] = [];
+        // No tables: preflight refuses, after looking at the encoding.
+        await expect(preflightSource(client, [], { slotExists: false, log: captureLogger(lines) })).rejects.toThrow(PreflightError);
+        expect(lines.some((l) => l.includes('encoding is SQL_ASCII') && l.includes('22021'))).toBe(warned);
+      }
+    } finally {
+      await ascii.end().catch(() => {});
+      await db.source.query(`DROP DATABASE ${name}`);
     }
   });
 
