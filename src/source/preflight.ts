@@ -39,7 +39,7 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
   if (tables.length === 0) problems.push('source: there are no tables to migrate (check --tables and the source database name)');
   if (s.encoding === 'SQL_ASCII') {
     // pgferry reads text as UTF-8; such a database may hold bytes that are not, and the first one stops the copy or apply.
-    opts.log?.warn(`source: the database's encoding is SQL_ASCII, and pgferry reads text as UTF-8: a value that is not valid UTF-8 stops the copy or apply at its row (error 22021, nothing lost); fix such values on the source before the cutover`);
+    opts.log?.warn(`source: the database's encoding is SQL_ASCII, and pgferry reads text as UTF-8: a value that is not valid UTF-8 stops the copy or apply at its row (error 22021, nothing lost); fix such values on the source now (see Known limits in the README)`);
   }
 
   const oids = tables.map((t) => t.oid);
