@@ -48,6 +48,8 @@ const STOP_GRACE_MS = 20_000;
 const COPY_LOG_INTERVAL_MS = 10_000;
 /** While the slot stays above the retention warning, the warning is repeated this often. */
 const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
+/** First key of the advisory lock that makes one pgferry per migration (the second is the slot's hash): "pgfr". */
+const INSTANCE_LOCK = 0x70676672;
 
 /**
  * One migration from source to target: preflight, publication and slot, initial copy under the
@@ -106,6 +108,8 @@ export class Migration {
   private finishing: Promise<void> = Promise.resolve();
   /** Backend of the target session {@link finishing} runs statements on. */
   private finishingPid: number | null = null;
+  /** The target session holding this migration's advisory lock while `run` runs (see {@link holdInstanceLock}). */
+  private lockSession: pg.Client | null = null;
   /** Schema copy's last step succeeded earlier (recorded in the target): this start skips it. */
   private schemaFinished = false;
 
@@ -129,7 +133,52 @@ export class Migration {
       throw err;
     } finally {
       clearInterval(ticker);
+      const lock = this.lockSession;
+      this.lockSession = null;
+      await lock?.end().catch(() => {});
       finished();
+    }
+  }
+
+  /**
+   * Makes this process the only pgferry running the migration (its slot) on this target: a
+   * session-level advisory lock, taken before anything is read or changed and held until `run`
+   * ends. A second one would undo a cutover's fence, recopy tables the first is copying, or apply
+   * changes twice. Checked again at each reconnect: a lock lost with its session (a target
+   * restart) is taken again, or the run stops if another process has it by then.
+   */
+  private async holdInstanceLock(): Promise<void> {
+    if (this.lockSession) {
+      try {
+        await this.lockSession.query('SELECT 1');
+        return;
+      } catch {
+        await this.lockSession.end().catch(() => {});
+        this.lockSession = null;
+      }
+    }
+    const { slot } = this.settings;
+    const session = await connectClient(this.target(), 'target');
+    try {
+      const { rows } = await session.query<{ ok: boolean }>('SELECT pg_catalog.pg_try_advisory_lock($1::int4, pg_catalog.hashtext($2)) AS ok', [INSTANCE_LOCK, slot]);
+      if (!rows[0]?.ok) {
+        const { rows: holders } = await session.query<{ pid: number; since: string; host: string | null }>(
+          `SELECT a.pid, to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since, host(a.client_addr) AS host
+             FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = $1::int4::oid
+              AND l.objid::int8 = (pg_catalog.hashtext($2)::int8 & 4294967295)
+              AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`,
+          [INSTANCE_LOCK, slot],
+        );
+        const h = holders[0];
+        throw new PreflightError(
+          `target: another pgferry is running migration ${slot} on this database${h ? ` (its session: pid ${h.pid}${h.host ? ` from ${h.host}` : ''}, since ${h.since})` : ''}; stop it first: two would copy or apply the same changes twice${h ? ` (if its host is gone, end that session: SELECT pg_terminate_backend(${h.pid}))` : ''}`,
+        );
+      }
+      this.lockSession = session;
+    } catch (err) {
+      await session.end().catch(() => {});
+      throw err;
     }
   }
 
@@ -309,6 +358,8 @@ export class Migration {
     const target = await connectClient(this.target(), 'target');
     this.status.connected.source = this.status.connected.target = true;
     try {
+      await refuseSameDatabase(source, target);
+      await this.holdInstanceLock();
       // A cutover that died between fence and switch left the source read-only: restore it before
       // anything else can fail (a preflight problem must not keep the applications read-only).
       const { pgbouncerAdmin, pgbouncerDatabase } = this.settings.cutover;
@@ -481,6 +532,7 @@ export class Migration {
     let timer: NodeJS.Timeout | null = null;
     let durablePoll: NodeJS.Timeout | null = null;
     try {
+      await this.holdInstanceLock();
       await applier.init();
       // The previous session's last commit may still be running on the target: wait for it, or a group would apply twice.
       const state = await readMigration(target, this.settings.slot, { waitForWriters: true });
@@ -997,6 +1049,20 @@ class Fifo<T> {
 function isConstraintViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('23');
+}
+
+/**
+ * Refuses a target that is the source database itself (the same server, by its start time to the
+ * microsecond, and the same database): apply would feed its own changes back to the slot for ever,
+ * and preflight's "empty the target table" remedy would empty the source.
+ */
+async function refuseSameDatabase(source: pg.Client, target: pg.Client): Promise<void> {
+  const sql = `SELECT pg_catalog.pg_postmaster_start_time()::text AS started, current_database() AS db`;
+  const [a, b] = await Promise.all([source.query<{ started: string; db: string }>(sql), target.query<{ started: string; db: string }>(sql)]);
+  const [s, t] = [a.rows[0]!, b.rows[0]!];
+  if (s.started === t.started && s.db === t.db) {
+    throw new PreflightError(`target: it is the source database itself (${s.db} on the same server); point --target at the database on the new server`);
+  }
 }
 
 /** Runs both preflights and reports the problems of both sides in one error. */

@@ -1,0 +1,62 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { startInProcess } from '../support/pgferry.js';
+
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+describe('one pgferry per migration', () => {
+  let db: TestDatabases;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('single');
+    await db.source.query(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g`);
+  });
+
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('refuses a second start while the first runs, in one line naming the first, and the first goes on', async () => {
+    const settings = { source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` };
+    const first = await startInProcess(settings);
+    let second: App | null = null;
+    try {
+      await waitFor(() => first.status.phase === 'streaming', 'the first to stream');
+      second = await startInProcess(settings);
+      const refused = await second.done.then(
+        () => null,
+        (err: unknown) => err as Error,
+      );
+      expect(refused?.message).toMatch(new RegExp(`^target: another pgferry is running migration ${db.slot} on this database \\(its session: pid \\d+`));
+      expect(refused?.message).not.toContain('\n');
+      await db.source.query(`INSERT INTO t VALUES (101, 'after the refusal')`);
+      await waitFor(async () => (await db.target.query(`SELECT 1 FROM t WHERE id = 101`)).rowCount === 1, 'the first to apply a new row');
+      expect(first.status.phase).toBe('streaming');
+    } finally {
+      await second?.stop();
+      await first.stop();
+    }
+    // Stopped, the first no longer holds the migration: a new start resumes it.
+    const again = await startInProcess(settings);
+    try {
+      await waitFor(() => again.status.phase === 'streaming', 'a new start to resume');
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it('refuses the source database as the target, before creating anything', async () => {
+    const r = spawnSync(process.execPath, [CLI, 'start', '--http-port', '0', '--source', db.sourceUrl, '--target', db.sourceUrl.replace('127.0.0.1', 'localhost'), '--slot', `${db.slot}_same`], {
+      env: { PATH: process.env['PATH'] ?? '', PGFERRY_LOG_LEVEL: 'silent' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`pgferry: target: it is the source database itself (${db.name} on the same server); point --target at the database on the new server`);
+    expect((await db.source.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgferry'`)).rowCount).toBe(0);
+    expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [`${db.slot}_same`])).rowCount).toBe(0);
+  });
+});
