@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { clientConfig, type TableName } from '../pg/connection.js';
-import { parseTableName, splitList } from '../config/settings.js';
+import { emptyTableList, parseTableName, splitList } from '../config/settings.js';
 
 /** Validated connection and table options shared by `pgferry schema` and `pgferry verify`. */
 export interface CommandConnections {
@@ -32,9 +32,11 @@ export function commandConnections(flags: { source?: string; target?: string; ta
   const source = url('--source', 'PGFERRY_SOURCE_URL', flags.source, true);
   const target = url('--target', 'PGFERRY_TARGET_URL', flags.target, opts.targetRequired);
   let tables: TableName[] = [];
-  if (flags.tables !== undefined && flags.tables.trim() !== '') {
+  if (flags.tables !== undefined) {
+    const list = splitList(flags.tables);
+    if (list.length === 0) problems.push(emptyTableList('--tables'));
     try {
-      tables = splitList(flags.tables).map(parseTableName);
+      tables = list.map(parseTableName);
     } catch (err) {
       problems.push(`--tables: ${(err as Error).message}`);
     }

@@ -148,9 +148,11 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
 
   let tables: TableName[] = [];
   const t = raw.tables;
-  if (t !== undefined && t !== null && t !== '') {
-    const list = Array.isArray(t) ? t.map(String) : typeof t === 'string' ? splitList(t) : null;
+  if (t !== undefined && t !== null) {
+    // Given but empty (`--tables ""` from an unset shell variable, `tables: []`) is a mistake, never "every table".
+    const list = Array.isArray(t) ? t.map(String).map((s) => s.trim()).filter((s) => s !== '') : typeof t === 'string' ? splitList(t) : null;
     if (!list) problems.push(`${where('tables')}: expected a comma-separated list of tables`);
+    else if (list.length === 0) problems.push(emptyTableList(where('tables')));
     else {
       try {
         tables = list.map(parseTableName);
@@ -246,7 +248,16 @@ function parseBoolean(v: unknown): boolean | null {
   return null;
 }
 
-/** Splits `a, "b,c".d` on commas outside double quotes. */
+/**
+ * The problem for a table list that was given but names no table: an empty list never means
+ * "every table" (that is leaving the setting out), since an unset shell variable would otherwise
+ * widen a migration to the whole database.
+ */
+export function emptyTableList(setting: string): string {
+  return `${setting}: the list of tables is empty; name at least one table, or leave the setting out to migrate every table`;
+}
+
+/** Splits `a, "b,c".d` on commas outside double quotes; empty entries are dropped. */
 export function splitList(text: string): string[] {
   const out: string[] = [];
   let cur = '';

@@ -331,6 +331,29 @@ describe('--tables', () => {
   });
 });
 
+describe('an empty --tables', () => {
+  const remedy = 'the list of tables is empty; name at least one table, or leave the setting out to migrate every table';
+
+  it.each(['', ' ', ' , ', ',,'])('refuses the flag value %j instead of migrating every table', (value) => {
+    expect(problems(() => load({ ...OK, tables: value }))).toEqual([`--tables: ${remedy}`]);
+  });
+
+  it('refuses separators alone in PGFERRY_TABLES, naming the variable', () => {
+    expect(problems(() => load(OK, { PGFERRY_TABLES: ' , ' }))).toEqual([`PGFERRY_TABLES: ${remedy}`]);
+  });
+
+  it('refuses an empty list or string in the config file, naming the key', () => {
+    for (const text of ['tables: []\n', "tables: ''\n", "tables: ['', ' ']\n"]) {
+      const config = file('empty-tables.yaml', `source: ${SOURCE}\ntarget: ${TARGET}\n${text}`);
+      expect(problems(() => load({ config }))).toEqual([`tables in ${config}: ${remedy}`]);
+    }
+  });
+
+  it('still means every table when the setting is left out', () => {
+    expect(load(OK).tables).toEqual([]);
+  });
+});
+
 describe('parseTableName', () => {
   it.each([
     ['a', 'public', 'a'],
