@@ -8,6 +8,9 @@ import type { SourceTable } from './catalog.js';
  * Checks everything the source must offer before a slot is created, and reports every problem at
  * once, each with the statement or setting that fixes it.
  *
+ * An unlogged table (or partition) is refused, never skipped: its changes are not in the WAL, and
+ * leaving it out unasked would lose it.
+ *
  * `slotExists`: the slot is already there (a resume), so it needs no free slot. `log` gets the
  * warnings: what may stop the migration later but is not known to (a SQL_ASCII database).
  */
@@ -43,9 +46,9 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
   }
 
   const oids = tables.map((t) => t.oid);
-  const { rows } = await client.query<{ oid: number; readable: boolean; bad_partitions: string[] }>(
+  const { rows } = await client.query<{ oid: number; readable: boolean; bad_partitions: string[]; unlogged: string[] }>(
     `WITH leaves AS (
-       SELECT t.oid AS root, c.oid AS leaf, c.relreplident,
+       SELECT t.oid AS root, c.oid AS leaf, c.relreplident, c.relpersistence,
               EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
          FROM unnest($1::oid[]) AS t(oid)
          JOIN LATERAL (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf
@@ -53,7 +56,9 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
          JOIN pg_class c ON c.oid = p.relid)
      SELECT r.oid::int8::int AS oid, has_table_privilege(r.oid, 'SELECT') AS readable,
             ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
-                   AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions
+                   AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions,
+            ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
+                   AND l.relpersistence = 'u') AS unlogged
        FROM unnest($1::oid[]) AS r(oid)`,
     [oids],
   );
@@ -61,6 +66,15 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
     const r = rows.find((x) => Number(x.oid) === t.oid);
     if (!r) continue;
     if (!r.readable) problems.push(`source: role ${s.user} cannot read table ${tableKey(t)}; run GRANT SELECT ON ${qualified(t)} TO ${ident(s.user)}`);
+    // Unlogged: no WAL, so nothing to decode; a publication refuses such a table (22023), and an
+    // unlogged partition is copied but its changes are never streamed.
+    for (const leaf of r.unlogged) {
+      problems.push(
+        t.relkind === 'r'
+          ? `source: table ${leaf} is unlogged, so its changes cannot be replicated; run ALTER TABLE ${leaf} SET LOGGED on the source, or leave it out with --tables`
+          : `source: partition ${leaf} of table ${tableKey(t)} is unlogged, so its changes cannot be replicated; run ALTER TABLE ${leaf} SET LOGGED on the source, or leave ${tableKey(t)} out with --tables`,
+      );
+    }
     for (const leaf of r.bad_partitions) {
       problems.push(
         `source: table ${leaf} has no primary key or replica identity, so its UPDATEs and DELETEs cannot replicate; ` +

@@ -40,7 +40,12 @@ describe('which tables --tables and the source catalog let through', () => {
       CREATE TABLE child (extra int) INHERITS (parent);
       ALTER TABLE child ADD PRIMARY KEY (id);
       INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 10) g;
-      INSERT INTO child SELECT g, 'c' || g, g FROM generate_series(11, 15) g;`);
+      INSERT INTO child SELECT g, 'c' || g, g FROM generate_series(11, 15) g;
+      CREATE UNLOGGED TABLE unl (id int PRIMARY KEY);
+      CREATE TABLE lg (id int PRIMARY KEY) PARTITION BY RANGE (id);
+      CREATE TABLE lg_logged PARTITION OF lg FOR VALUES FROM (0) TO (100);
+      CREATE UNLOGGED TABLE lg_unlogged PARTITION OF lg FOR VALUES FROM (100) TO (200);
+      CREATE TABLE keyed (id int PRIMARY KEY);`);
   });
 
   afterAll(async () => {
@@ -56,6 +61,24 @@ describe('which tables --tables and the source catalog let through', () => {
       'pgferry: source: --tables selects both public.q and its partition public.q1a, whose rows public.q already includes (they would be copied and streamed twice); leave public.q1a out of --tables',
     ]);
     expect(await targetTables(db)).toEqual([]);
+    expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [db.slot])).rowCount).toBe(0);
+  });
+
+  it('names each unlogged table and unlogged partition with the remedy, whether selected or found', async () => {
+    const unl = 'pgferry: source: table public.unl is unlogged, so its changes cannot be replicated; run ALTER TABLE public.unl SET LOGGED on the source, or leave it out with --tables';
+    const part = 'pgferry: source: partition public.lg_unlogged of table public.lg is unlogged, so its changes cannot be replicated; run ALTER TABLE public.lg_unlogged SET LOGGED on the source, or leave public.lg out with --tables';
+    // Schema copy off: it writes the target's pre-data before the source's preflight runs.
+    const selected = start(['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--schema-copy=false', '--tables', 'unl,lg,keyed']);
+    expect(selected.code).toBe(1);
+    expect(selected.stderr.trim().split('\n')).toContain(unl);
+    expect(selected.stderr.trim().split('\n')).toContain(part);
+    expect(selected.stderr).not.toContain('22023');
+    expect(selected.stderr).not.toMatch(/^\s+at /m);
+    // No --tables: refused the same way, not silently left out.
+    const all = start(['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--schema-copy=false']);
+    expect(all.code).toBe(1);
+    expect(all.stderr.trim().split('\n')).toContain(unl);
+    expect(all.stderr.trim().split('\n')).toContain(part);
     expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [db.slot])).rowCount).toBe(0);
   });
 
