@@ -76,8 +76,22 @@ export function isConnectionError(err: unknown): boolean {
   return /Connection terminated|connection.*(closed|ended)|terminating connection/i.test(e.message ?? '');
 }
 
+/**
+ * What the driver (`pg`) says when the server asks for a password (SCRAM) and it has none, or an
+ * empty one: it never reaches the server, so there is no SQLSTATE to match.
+ */
+const NO_PASSWORD = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (non-empty )?string/;
+
+/**
+ * Where pgferry takes a password from: the URL, else `PGPASSWORD`, else the password file (read by
+ * `pg` through `pgpass`, which, like libpq, ignores a file readable by group or others).
+ */
+export const NO_PASSWORD_MESSAGE =
+  'the server asks for a password and none was given; put it in the URL (postgresql://user:password@host/db, special characters percent-encoded), in PGPASSWORD, or in the password file ~/.pgpass (or the file PGPASSFILE names, mode 0600)';
+
 /** One line describing an error for a human, password-free. */
 export function describeError(err: unknown): string {
+  if (err instanceof Error && NO_PASSWORD.test(err.message)) return NO_PASSWORD_MESSAGE;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     const prefix = typeof code === 'string' && !(err instanceof PgferryError) ? `${code}: ` : '';
