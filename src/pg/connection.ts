@@ -13,15 +13,36 @@ type TlsOptions = Exclude<pg.ClientConfig['ssl'], boolean | undefined>;
  */
 const NEGOTIABLE = new WeakMap<pg.ClientConfig, { mode: 'prefer' | 'allow'; tls: TlsOptions }>();
 
+const ENCODINGS = '@ as %40, : as %3A, / as %2F, # as %23, ? as %3F';
+
+/**
+ * Does an `@` follow the host part (in the database name, a parameter name or a fragment)? The
+ * host part ends at the first / ? or #, so a password holding one of those ends it early, and the
+ * rest of the credentials and the real host land there: `postgresql://u:p@ss/word@host/db` would
+ * otherwise connect to host `ss`, database `word@host/db`. An @ in a parameter value
+ * (`application_name=me@host`) is left alone.
+ */
+function atAfterHost(url: string): boolean {
+  const rest = url.replace(/^postgres(ql)?:\/\/[^/?#]*/i, '');
+  const hash = rest.indexOf('#');
+  if (hash >= 0 && rest.slice(hash).includes('@')) return true;
+  const [path = '', query = ''] = (hash >= 0 ? rest.slice(0, hash) : rest).split(/\?(.*)/s);
+  return path.includes('@') || query.split('&').some((pair) => pair.split('=')[0]!.includes('@'));
+}
+
 /**
  * Turns a libpq-style URL into a `pg` client configuration with libpq's meaning of every option
  * (`sslmode=require` encrypts without verifying, `verify-full` checks the chain and the host name).
  * Throws a {@link ConfigError} naming `setting` for anything malformed, including unreadable
- * certificate files, so a typo never surfaces later as a stack trace.
+ * certificate files and credentials that would be misread for want of percent-encoding, so a typo
+ * never surfaces later as a stack trace or a connection to the wrong host; never with the URL in it.
  */
 export function clientConfig(setting: string, url: string): pg.ClientConfig {
   if (!/^postgres(ql)?:\/\//i.test(url)) {
     throw new ConfigError(`${setting}: expected a postgresql:// URL (for example postgresql://user@host:5432/db)`);
+  }
+  if (atAfterHost(url)) {
+    throw new ConfigError(`${setting}: the URL has an @ after its host part, as when the password holds an unencoded / # or ?; percent-encode special characters in the user name and password (${ENCODINGS})`);
   }
   for (const file of ['sslrootcert', 'sslcert', 'sslkey']) {
     const path = new URLSearchParams(url.split('?')[1] ?? '').get(file);
@@ -37,7 +58,9 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
     try {
       return parse(text, { useLibpqCompat: true });
     } catch (err) {
-      throw new ConfigError(`${setting}: invalid connection URL (${(err as Error).message.split('\n')[0]})`);
+      // With credentials in the URL, a character in them that URLs reserve is a likely cause.
+      const hint = text.includes('@') ? `; if the user name or password holds special characters, percent-encode them (${ENCODINGS})` : '';
+      throw new ConfigError(`${setting}: invalid connection URL (${(err as Error).message.split('\n')[0]})${hint}`);
     }
   };
   let parsed = parseUrl(url);

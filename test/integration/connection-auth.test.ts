@@ -82,4 +82,12 @@ describe('a source that asks for a SCRAM password', () => {
     writeFileSync(other, `*:*:*:${role}:${PASSWORD}\n`, { mode: 0o600 });
     expect(cli(['schema', '--source', url], home, { PGPASSFILE: other }).code).toBe(0);
   });
+
+  it('tells to percent-encode a password with special characters, without printing it', () => {
+    const raw = url.replace(`${role}@`, `${role}:${PASSWORD}@`);
+    const r = cli(['schema', '--source', raw], home);
+    // As parsed before, it connected to host "ss", database "w".
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('pgferry: --source: the URL has an @ after its host part, as when the password holds an unencoded / # or ?; percent-encode special characters in the user name and password (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F)\n');
+  });
 });

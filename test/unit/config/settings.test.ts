@@ -331,6 +331,37 @@ describe('--tables', () => {
   });
 });
 
+describe('credentials in a connection URL', () => {
+  const encodings = '@ as %40, : as %3A, / as %2F, # as %23, ? as %3F';
+
+  it('accepts an @ or : in the password, and percent-encoded special characters', () => {
+    for (const [url, user, password] of [
+      ['postgresql://u:p@ss@h/db', 'u', 'p@ss'],
+      ['postgresql://u:p:ss@h/db', 'u', 'p:ss'],
+      ['postgresql://u%40corp:p%2Fs%23s%3F@h/db', 'u@corp', 'p/s#s?'],
+    ] as const) {
+      const s = load({ source: url, target: TARGET });
+      expect([s.source.user, s.source.password, s.source.host, s.source.database], url).toEqual([user, password, 'h', 'db']);
+    }
+    expect(load({ source: 'postgresql://u@h/db?application_name=me@host', target: TARGET }).source.application_name).toBe('me@host');
+  });
+
+  it('refuses a password whose unencoded / # or ? would move the host, naming the setting and the remedy but not the password', () => {
+    // Parsed as is, each would connect to host "s3" (or fail to parse), with the rest taken as the database or a parameter.
+    for (const url of ['postgresql://u:s3@cret/x@h:5432/db', 'postgresql://u:s3@cret#x@h/db', 'postgresql://u:s3@cret?x@h/db', 'postgresql://u:s3cret/x@h/db', 'postgresql://u:123/s3cret@h/db']) {
+      const lines = problems(() => load({ source: url, target: TARGET }));
+      expect(lines, url).toEqual([`--source: the URL has an @ after its host part, as when the password holds an unencoded / # or ?; percent-encode special characters in the user name and password (${encodings})`]);
+    }
+  });
+
+  it('adds the percent-encoding hint to an unparsable URL that carries credentials', () => {
+    expect(problems(() => load({ source: 'postgresql://u:pw@h:notaport/db', target: TARGET }))).toEqual([
+      `--source: invalid connection URL (Invalid URL); if the user name or password holds special characters, percent-encode them (${encodings})`,
+    ]);
+    expect(problems(() => load({ source: 'postgresql://h:notaport/db', target: TARGET }))).toEqual(['--source: invalid connection URL (Invalid URL)']);
+  });
+});
+
 describe('an empty --tables', () => {
   const remedy = 'the list of tables is empty; name at least one table, or leave the setting out to migrate every table';
 
