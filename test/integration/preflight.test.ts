@@ -48,6 +48,14 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     for (const line of r.stderr.trim().split('\n')) expect(line).toMatch(/^pgferry: /);
   });
 
+  it('with schema copy on, reports the source problems before writing the schema to the target', async () => {
+    const r = start(['--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ALTER TABLE public."No Key" REPLICA IDENTITY FULL');
+    expect((await db.target.query(`SELECT 1 FROM pg_class WHERE relname = 'only_source'`)).rowCount).toBe(0);
+    expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [db.slot])).rowCount).toBe(0);
+  });
+
   it('accepts the table once its replica identity is set, and refuses a slot that belongs to someone else', async () => {
     await db.source.query(`ALTER TABLE "No Key" REPLICA IDENTITY FULL`);
     await db.source.query(`SELECT pg_create_logical_replication_slot('foreign_slot', 'pgoutput')`);
