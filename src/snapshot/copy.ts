@@ -99,13 +99,13 @@ export async function copyTables(opts: {
       return c;
     };
     const count = Math.max(1, Math.min(wanted, pending.length));
-    const [extra, targets] = await Promise.all([
-      Promise.all(Array.from({ length: count - 1 }, async () => {
+    const [extraTried, targetsTried] = await Promise.all([
+      Promise.allSettled(Array.from({ length: count - 1 }, async () => {
         const reader = await connect(opts.sourceConfig!);
         await importSnapshot(reader);
         return reader;
       })),
-      Promise.all(Array.from({ length: count }, async () => {
+      Promise.allSettled(Array.from({ length: count }, async () => {
         const target = await connect(opts.target);
         // A unit's commit need not wait for the disk: if lost in a crash, its count is lost with it, and
         // the durable commit that starts streaming flushes every commit before it.
@@ -113,6 +113,23 @@ export async function copyTables(opts: {
         return target;
       })),
     ]);
+    // A server out of connections (53300: max_connections, or a role's or database's CONNECTION
+    // LIMIT) gets fewer workers, not a failed copy; any other failure fails it. Sessions left
+    // without a partner are closed with the others at the end.
+    const failure = [...extraTried, ...targetsTried].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    const tooMany = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === '53300';
+    if (failure.some((err) => !tooMany(err))) throw failure.find((err) => !tooMany(err));
+    const extra = extraTried.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const targets = targetsTried.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (targets.length === 0) {
+      throw new PgferryError(ErrorCodes.COPY, `target: no session left for the copy (${describeError(failure[0])}); lower --copy-workers, or raise the target's max_connections or the role's or database's CONNECTION LIMIT`);
+    }
+    const workers = Math.min(1 + extra.length, targets.length);
+    if (workers < count) {
+      opts.log.warn({ workers, wanted: count, err: describeError(failure[0]) }, 'copy: a server refused more sessions; copying with fewer workers (lower --copy-workers, or raise max_connections or the CONNECTION LIMIT)');
+    }
+    extra.length = workers - 1;
+    targets.length = workers;
     const readers = [source, ...extra];
     const binary = await binaryCopyTables(source, targets[0]!, opts.tables);
     // Units a worker could not lock without queueing behind a waiting TRUNCATE or DDL: only the
