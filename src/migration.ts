@@ -395,7 +395,7 @@ export class Migration {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
       // The source's problems before pre-data writes anything to the target (with schema copy off, both sides' at once, below).
-      if (this.settings.schemaCopy) await preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log });
+      if (this.settings.schemaCopy) await preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log, publication });
       // Schema copy, pre-data: while the initial copy is not done (it skips what exists), before the target's table checks.
       const schema = this.settings.schemaCopy
         ? await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log }).catch((err: unknown) => {
@@ -410,7 +410,7 @@ export class Migration {
         : null;
       // Each table's indexes and keys are built as soon as its copy is done, while the others copy.
       this.indexBuilder = schema ? new EarlyIndexBuilder(schema, () => connectClient(this.target(), 'target'), this.log) : null;
-      await allOf(this.settings.schemaCopy ? Promise.resolve() : preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
+      await allOf(this.settings.schemaCopy ? Promise.resolve() : preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log, publication }), preflightTarget(target, this.tables, { mustBeEmpty: !state }));
       this.status.phase = 'snapshot';
       for (const t of this.tables) this.status.tables.set(tableKey(t), { state: 'pending', rowsCopied: 0, bytesCopied: 0 });
       for (const [table, rows] of await estimateRows(source, this.tables)) this.status.estimatedRows.set(table, rows);

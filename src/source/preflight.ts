@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { PreflightError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { SourceTable } from './catalog.js';
+import { publicationDdl, publicationMatches } from './slot.js';
 
 /**
  * Checks everything the source must offer before a slot is created, and reports every problem at
@@ -14,7 +15,7 @@ import type { SourceTable } from './catalog.js';
  * `slotExists`: the slot is already there (a resume), so it needs no free slot. `log` gets the
  * warnings: what may stop the migration later but is not known to (a SQL_ASCII database).
  */
-export async function preflightSource(client: pg.Client, tables: SourceTable[], opts: { slotExists: boolean; log?: Logger }): Promise<void> {
+export async function preflightSource(client: pg.Client, tables: SourceTable[], opts: { slotExists: boolean; log?: Logger; publication?: string }): Promise<void> {
   const problems: string[] = [];
   const { rows: [s] } = await client.query<{
     wal_level: string; user: string; can_replicate: boolean; max_slots: number; used_slots: number; max_senders: number; used_senders: number; version: number; encoding: string;
@@ -45,8 +46,23 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
     opts.log?.warn(`source: the database's encoding is SQL_ASCII, and pgferry reads text as UTF-8: a value that is not valid UTF-8 stops the copy or apply at its row (error 22021, nothing lost); fix such values on the source now (see Known limits in the README)`);
   }
 
+  // The publication pgferry will create (one that already matches is kept: see ensurePublication).
+  if (opts.publication !== undefined && tables.length > 0 && !(await publicationMatches(client, opts.publication, tables))) {
+    const { rows: [p] } = await client.query<{ create: boolean; db: string; unowned: string[] }>(
+      `SELECT has_database_privilege(current_database(), 'CREATE') AS create, current_database() AS db,
+              ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.oid = ANY($1::oid[]) AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1) AS unowned`,
+      [tables.map((t) => t.oid)],
+    );
+    const made = `, or have a superuser or the tables' owner create it beforehand (pgferry keeps it): ${publicationDdl(opts.publication, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`;
+    if (p && !p.create) problems.push(`source: role ${s.user} cannot create publication ${opts.publication} (it needs CREATE on database ${p.db}); run GRANT CREATE ON DATABASE ${ident(p.db)} TO ${ident(s.user)}${made}`);
+    if (p && p.unowned.length > 0) {
+      problems.push(`source: role ${s.user} does not own ${p.unowned.length === 1 ? 'table' : 'tables'} ${p.unowned.slice(0, 5).join(', ')}${p.unowned.length > 5 ? ` and ${p.unowned.length - 5} more` : ''}, and publishing a table takes its owner; run pgferry as the owner${made}`);
+    }
+  }
+
   const oids = tables.map((t) => t.oid);
-  const { rows } = await client.query<{ oid: number; readable: boolean; bad_partitions: string[]; unlogged: string[] }>(
+  const { rows } = await client.query<{ oid: number; readable: boolean; schema: string; schema_usable: boolean; bad_partitions: string[]; unlogged: string[] }>(
     `WITH leaves AS (
        SELECT t.oid AS root, c.oid AS leaf, c.relreplident, c.relpersistence,
               EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
@@ -55,6 +71,8 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
                        UNION SELECT t.oid WHERE (SELECT relkind FROM pg_class WHERE oid = t.oid) = 'r') p ON true
          JOIN pg_class c ON c.oid = p.relid)
      SELECT r.oid::int8::int AS oid, has_table_privilege(r.oid, 'SELECT') AS readable,
+            (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.oid) AS schema,
+            has_schema_privilege((SELECT c.relnamespace FROM pg_class c WHERE c.oid = r.oid), 'USAGE') AS schema_usable,
             ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
                    AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions,
             ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
@@ -66,6 +84,8 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
     const r = rows.find((x) => Number(x.oid) === t.oid);
     if (!r) continue;
     if (!r.readable) problems.push(`source: role ${s.user} cannot read table ${tableKey(t)}; run GRANT SELECT ON ${qualified(t)} TO ${ident(s.user)}`);
+    const noSchema = `source: role ${s.user} cannot use schema ${ident(r.schema)}, so it cannot read the tables in it; run GRANT USAGE ON SCHEMA ${ident(r.schema)} TO ${ident(s.user)}`;
+    if (!r.schema_usable && !problems.includes(noSchema)) problems.push(noSchema);
     // Unlogged: no WAL, so nothing to decode; a publication refuses such a table (22023), and an
     // unlogged partition is copied but its changes are never streamed.
     for (const leaf of r.unlogged) {

@@ -47,11 +47,31 @@ export async function dropSlot(client: pg.Client, slot: string, waitMs = 30_000)
  * (`publish_via_partition_root`), with every operation including TRUNCATE.
  */
 export async function ensurePublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
-  // ONLY: an ordinary table's inheritance children are separate tables, published (and copied) only if selected.
-  const list = tables.map((t) => (t.relkind === 'r' ? `ONLY ${qualified(t)}` : qualified(t))).join(', ');
+  // One made beforehand by the tables' owner (pgferry's role need not own them) is kept as it is.
+  if (await publicationMatches(client, name, tables)) return;
   const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
   if (rowCount) await client.query(`DROP PUBLICATION ${ident(name)}`);
-  await client.query(`CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`);
+  await client.query(publicationDdl(name, tables));
+}
+
+/** The statement that creates the publication pgferry wants (also what preflight tells a DBA to run). */
+export function publicationDdl(name: string, tables: SourceTable[]): string {
+  // ONLY: an ordinary table's inheritance children are separate tables, published (and copied) only if selected.
+  const list = tables.map((t) => (t.relkind === 'r' ? `ONLY ${qualified(t)}` : qualified(t))).join(', ');
+  return `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`;
+}
+
+/** Whether publication `name` exists, publishes exactly `tables` (no FOR ALL TABLES), every operation, through partition roots. */
+export async function publicationMatches(client: pg.Client, name: string, tables: SourceTable[]): Promise<boolean> {
+  const { rows: [p] } = await client.query<{ ok: boolean; rels: number[] }>(
+    `SELECT NOT p.puballtables AND p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate AND p.pubviaroot AS ok,
+            ARRAY(SELECT pr.prrelid::int8::int FROM pg_publication_rel pr WHERE pr.prpubid = p.oid) AS rels
+       FROM pg_publication p WHERE p.pubname = $1`,
+    [name],
+  );
+  if (!p?.ok) return false;
+  const published = new Set(p.rels.map(Number));
+  return published.size === tables.length && tables.every((t) => published.has(t.oid));
 }
 
 /** Checks that an existing publication still publishes exactly `tables` (a resume must not change scope). */

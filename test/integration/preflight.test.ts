@@ -97,6 +97,36 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     }
   });
 
+  it('names what a role without superuser lacks to publish the tables, and keeps a publication made for it', async () => {
+    const role = `${db.name}_mig`;
+    await db.source.query(`CREATE ROLE ${role} LOGIN REPLICATION; CREATE SCHEMA secret; CREATE TABLE secret.s (id int PRIMARY KEY); GRANT SELECT ON keyed, secret.s TO ${role}`);
+    const as = db.sourceUrl.replace('postgres@', `${role}@`);
+    const settings = ['--target', db.targetUrl, '--tables', 'keyed,secret.s', '--slot', `${db.slot}_mig`, '--publication', `${db.name}_mig`];
+    try {
+      const r = start(['--source', as, ...settings]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`(it needs CREATE on database ${db.name}); run GRANT CREATE ON DATABASE "${db.name}" TO "${role}"`);
+      expect(r.stderr).toContain(`does not own tables public.keyed, secret.s, and publishing a table takes its owner`);
+      expect(r.stderr).toContain(`run GRANT USAGE ON SCHEMA "secret" TO "${role}"`);
+      expect(r.stderr).toContain(`CREATE PUBLICATION "${db.name}_mig" FOR TABLE ONLY "public"."keyed", ONLY "secret"."s" WITH (`);
+      expect(r.stderr.trim().split('\n')).toHaveLength(3);
+      // Made beforehand as told (and the schema usable): the same role migrates.
+      const made = /\(pgferry keeps it\): (CREATE PUBLICATION [^\n]*\))/.exec(r.stderr)![1]!;
+      await db.source.query(`${made}; GRANT USAGE ON SCHEMA secret TO ${role}`);
+      const app = await startInProcess({ source: as, target: db.targetUrl, tables: 'keyed,secret.s', slot: `${db.slot}_mig`, publication: `${db.name}_mig` });
+      try {
+        await waitFor(() => app.status.phase === 'streaming', 'streaming as a role that owns nothing');
+        await db.source.query(`INSERT INTO secret.s VALUES (7)`);
+        await waitFor(async () => (await db.target.query(`SELECT 1 FROM secret.s WHERE id = 7`)).rowCount === 1, 'the row streamed');
+      } finally {
+        await app.stop();
+      }
+    } finally {
+      expect(cli(['cleanup', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', `${db.slot}_mig`, '--publication', `${db.name}_mig`]).code).toBe(0);
+      await db.source.query(`DROP SCHEMA secret CASCADE; DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('reports an unreachable server as one line', () => {
     const r = start(['--source', 'postgresql://u:s3cret@127.0.0.1:1/nope', '--target', db.targetUrl]);
     expect(r.code).toBe(1);
