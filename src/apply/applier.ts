@@ -685,7 +685,7 @@ export class Applier {
     const counts = this.counts;
     await this.pipelined(body.length, async () => {
       const copy = this.client.query(copyStreams.from(copyInStatement(plan, run.present)));
-      await pipeline(Readable.from([body]), copy); // one chunk: per-row writes cost more than the COPY itself
+      await pipeline(Readable.from([body]), copy).catch((err: unknown) => naming(err, [plan.key])); // one chunk: per-row writes cost more than the COPY itself
       if (copy.rowCount !== rows) {
         throw new PgferryError(ErrorCodes.APPLY, `target: COPY into ${table} stored ${copy.rowCount} of ${rows} rows`);
       }
@@ -702,7 +702,10 @@ export class Applier {
     this.statementBytes = 0;
     const sql = batch.map((s) => s.sql).join(';\n');
     const counts = this.counts; // this group's, even if the answer comes after the next group began
-    await this.pipelined(sql.length, async () => this.check(batch, (await this.client.query(sql)) as pg.QueryResult | pg.QueryResult[], counts));
+    await this.pipelined(sql.length, async () => {
+      const results = await this.client.query(sql).catch((err: unknown) => naming(err, batch.map((b) => b.plan.key)));
+      this.check(batch, results as pg.QueryResult | pg.QueryResult[], counts);
+    });
   }
 
   /**
@@ -847,4 +850,17 @@ function text(v: TupleValue | undefined): string | null {
   if (v === null || v === undefined) return null;
   if (typeof v === 'string') return v;
   throw new PgferryError(ErrorCodes.PROTOCOL, 'source: unexpected binary or unchanged-TOAST value where a value is required');
+}
+
+/**
+ * Rethrows a server error with the table(s) its statement wrote to at the end of its message: a
+ * data error (22001 value too long, 22003 out of range...) names none, and a batch holds several
+ * tables' statements. Connection errors pass unchanged (their message drives reconnecting).
+ */
+function naming(err: unknown, tables: string[]): never {
+  if (err instanceof Error && 'severity' in err && tables.length > 0) {
+    const list = [...new Set(tables)];
+    err.message += list.length === 1 ? ` (table ${list[0]})` : ` (one of tables ${list.join(', ')})`;
+  }
+  throw err;
 }

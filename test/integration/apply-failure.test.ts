@@ -88,6 +88,18 @@ describe('apply failures and an idle or unrelated source', () => {
     await waitFor(async () => ((await confirmedFlush(db.source, 'fail_slot')) ?? 0n) >= wal, 'confirmed after the target was altered');
   });
 
+  it('names the table when the target refuses a value (a data error names none)', async () => {
+    await waitForIdentical(db.source, db.target, ['items']);
+    await db.target.query(`CREATE UNIQUE INDEX items_v_only_here ON items (v) WHERE v LIKE 'dup%'`);
+    await db.source.query(`INSERT INTO items (id, v) VALUES (301, 'dup')`);
+    await db.source.query(`INSERT INTO items (id, v) VALUES (302, 'dup')`);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toMatch(/^23505: duplicate key value violates unique constraint "items_v_only_here" \(table public\.items\)$/);
+    await db.target.query(`DROP INDEX items_v_only_here`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
+  });
+
   it('reconnects when either connection is terminated, without losing or repeating a change', async () => {
     const { rows: [slot] } = await db.source.query(`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'fail_slot'`);
     await db.source.query(`SELECT pg_terminate_backend($1)`, [slot.active_pid]);
