@@ -1,10 +1,10 @@
 import pg from 'pg';
 import type { Settings } from './config/settings.js';
-import { PgferryError, ErrorCodes, describeError } from './errors.js';
+import { PgferryError, ErrorCodes, PreflightError, describeError } from './errors.js';
 import { ident, negotiateSsl } from './pg/connection.js';
 import { dropSlot } from './source/slot.js';
 import { removeDdlCapture } from './ddl/capture.js';
-import { deleteMigration } from './apply/state-store.js';
+import { INSTANCE_LOCK, deleteMigration } from './apply/state-store.js';
 
 /**
  * Removes what pgferry created for one migration: the slot, the publication and the DDL capture
@@ -27,7 +27,14 @@ export async function cleanup(settings: Settings): Promise<string[]> {
     }
   }
   try {
-    const slot = await source.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [settings.slot]);
+    // A pgferry running this migration holds its lock on the target (also while copying, when the slot is idle).
+    const { rows: [lock] } = await target.query<{ ok: boolean }>('SELECT pg_catalog.pg_try_advisory_lock($1::int4, pg_catalog.hashtext($2)) AS ok', [INSTANCE_LOCK, settings.slot]);
+    if (!lock?.ok) throw new PreflightError(`target: a pgferry is running migration ${settings.slot} on this database; stop it first, then run cleanup`);
+    const slot = await source.query<{ database: string; here: string }>('SELECT database, current_database() AS here FROM pg_replication_slots WHERE slot_name = $1', [settings.slot]);
+    const other = slot.rows[0] && slot.rows[0].database !== slot.rows[0].here ? slot.rows[0] : null;
+    if (other) {
+      throw new PreflightError(`source: replication slot ${settings.slot} belongs to database ${other.database}, not ${other.here}; run cleanup with the --source URL of ${other.database} (or check --slot), nothing was dropped`);
+    }
     if (slot.rowCount) {
       await dropSlot(source, settings.slot, 5_000);
       done.push(`source: dropped replication slot ${settings.slot}`);

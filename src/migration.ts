@@ -17,7 +17,7 @@ import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
-import { beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, markSchemaFinished, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
+import { INSTANCE_LOCK, beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, markSchemaFinished, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
 import { withoutCopied } from './snapshot/already-copied.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
@@ -48,8 +48,6 @@ const STOP_GRACE_MS = 20_000;
 const COPY_LOG_INTERVAL_MS = 10_000;
 /** While the slot stays above the retention warning, the warning is repeated this often. */
 const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
-/** First key of the advisory lock that makes one pgferry per migration (the second is the slot's hash): "pgfr". */
-const INSTANCE_LOCK = 0x70676672;
 
 /**
  * One migration from source to target: preflight, publication and slot, initial copy under the

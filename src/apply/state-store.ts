@@ -17,6 +17,12 @@ import { ErrorCodes, PgferryError } from '../errors.js';
  * C for the first copy, later for a table copied by a resumed copy. Changes to that table committed
  * before L are in its copy; streaming from C skips them (`withoutCopied` in src/snapshot/already-copied.ts).
  */
+/**
+ * First key of the target advisory lock a running pgferry holds for its migration (the second is
+ * `hashtext(slot)`): one process per migration, and no cleanup under a running one ("pgfr").
+ */
+export const INSTANCE_LOCK = 0x70676672;
+
 export const STATE_DDL = `
 CREATE SCHEMA IF NOT EXISTS pgferry;
 CREATE TABLE IF NOT EXISTS pgferry.migration (

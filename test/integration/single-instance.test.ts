@@ -2,10 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
-import { createTestDatabases, waitFor, type TestDatabases } from '../support/databases.js';
+import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { startInProcess } from '../support/pgferry.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+function cli(args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { PATH: process.env['PATH'] ?? '', PGFERRY_LOG_LEVEL: 'silent' }, encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stderr: r.stderr };
+}
 
 describe('one pgferry per migration', () => {
   let db: TestDatabases;
@@ -32,6 +37,9 @@ describe('one pgferry per migration', () => {
       );
       expect(refused?.message).toMatch(new RegExp(`^target: another pgferry is running migration ${db.slot} on this database \\(its session: pid \\d+`));
       expect(refused?.message).not.toContain('\n');
+      const cleanup = cli(['cleanup', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', db.slot, '--publication', `${db.name}_pub`]);
+      expect(cleanup.status).toBe(1);
+      expect(cleanup.stderr.trim()).toBe(`pgferry: target: a pgferry is running migration ${db.slot} on this database; stop it first, then run cleanup`);
       await db.source.query(`INSERT INTO t VALUES (101, 'after the refusal')`);
       await waitFor(async () => (await db.target.query(`SELECT 1 FROM t WHERE id = 101`)).rowCount === 1, 'the first to apply a new row');
       expect(first.status.phase).toBe('streaming');
@@ -48,12 +56,16 @@ describe('one pgferry per migration', () => {
     }
   });
 
+  it('cleanup leaves a slot of another database alone, and says whose it is', async () => {
+    await db.source.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [`${db.slot}_theirs`]);
+    const r = cli(['cleanup', '--source', serverUrl('source', 'postgres'), '--target', db.targetUrl, '--slot', `${db.slot}_theirs`]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`pgferry: source: replication slot ${db.slot}_theirs belongs to database ${db.name}, not postgres; run cleanup with the --source URL of ${db.name} (or check --slot), nothing was dropped`);
+    expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [`${db.slot}_theirs`])).rowCount).toBe(1);
+  });
+
   it('refuses the source database as the target, before creating anything', async () => {
-    const r = spawnSync(process.execPath, [CLI, 'start', '--http-port', '0', '--source', db.sourceUrl, '--target', db.sourceUrl.replace('127.0.0.1', 'localhost'), '--slot', `${db.slot}_same`], {
-      env: { PATH: process.env['PATH'] ?? '', PGFERRY_LOG_LEVEL: 'silent' },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const r = cli(['start', '--http-port', '0', '--source', db.sourceUrl, '--target', db.sourceUrl.replace('127.0.0.1', 'localhost'), '--slot', `${db.slot}_same`]);
     expect(r.status).toBe(1);
     expect(r.stderr.trim()).toBe(`pgferry: target: it is the source database itself (${db.name} on the same server); point --target at the database on the new server`);
     expect((await db.source.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgferry'`)).rowCount).toBe(0);
