@@ -48,6 +48,8 @@ const STOP_GRACE_MS = 20_000;
 const COPY_LOG_INTERVAL_MS = 10_000;
 /** While the slot stays above the retention warning, the warning is repeated this often. */
 const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
+/** How often the monitor looks for source tables created after the start (see unmigratedTables). */
+const NEW_TABLES_CHECK_MS = 60_000;
 
 /**
  * One migration from source to target: preflight, publication and slot, initial copy under the
@@ -106,6 +108,8 @@ export class Migration {
   private finishing: Promise<void> = Promise.resolve();
   /** Backend of the target session {@link finishing} runs statements on. */
   private finishingPid: number | null = null;
+  /** Source tables already warned about as created after the start (see {@link unmigratedTables}). */
+  private readonly unmigratedWarned = new Set<string>();
   /** The target session holding this migration's advisory lock while `run` runs (see {@link holdInstanceLock}). */
   private lockSession: pg.Client | null = null;
   /** Schema copy's last step succeeded earlier (recorded in the target): this start skips it. */
@@ -380,6 +384,13 @@ export class Migration {
       if (state?.phase === 'streaming') {
         if (!existing) throw new PreflightError(`source: replication slot ${slot} is gone, so changes since the last run are lost; start over with pgferry cleanup, then pgferry start`);
         if (existing.walStatus === 'lost') throw new PreflightError(lostSlotMessage(this.settings));
+        // "Every table" means every table of the migration (its publication), not those created since.
+        const added = await this.unmigratedTables(source);
+        if (added.length > 0) {
+          this.log.warn({ tables: added.map(tableKey) }, unmigratedMessage(added));
+          for (const t of added) this.unmigratedWarned.add(tableKey(t));
+          this.tables = this.tables.filter((t) => !added.some((a) => a.oid === t.oid));
+        }
         await allOf(preflightSource(source, this.tables, { slotExists: true, log: this.log }), preflightTarget(target, this.tables, { mustBeEmpty: false, shapeFromStream: this.settings.captureDdl }));
         await checkPublication(source, publication, this.tables);
         this.status.appliedLsn = state.appliedLsn;
@@ -925,10 +936,27 @@ export class Migration {
    * measured against it), and the slot's WAL retention and `wal_status`. Warns above the retention
    * threshold; a slot the source invalidated ends the run with the recovery commands.
    */
+  /**
+   * Tables of the source that "every table" (no --tables) would select now but the migration's
+   * publication does not hold: created after the start, without --capture-ddl (which adds them).
+   * Empty when --tables was given, with --capture-ddl, or when the publication is gone.
+   */
+  private async unmigratedTables(source: pg.Client): Promise<SourceTable[]> {
+    if (this.settings.tables.length > 0 || this.settings.captureDdl) return [];
+    const { rows } = await source.query<{ oid: number }>(
+      `SELECT pr.prrelid::int8::int AS oid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1`,
+      [this.settings.publication],
+    );
+    if (rows.length === 0) return [];
+    const published = new Set(rows.map((r) => Number(r.oid)));
+    return (await listSourceTables(source, [])).tables.filter((t) => !published.has(t.oid));
+  }
+
   private startMonitor(): void {
     let client: pg.Client | null = null;
     let busy = false;
     let warnedAt = 0;
+    let newTablesCheckedAt = 0;
     const poll = async (): Promise<void> => {
       if (busy || this.stopping) return;
       busy = true;
@@ -953,6 +981,14 @@ export class Migration {
           this.log.error({ slot: this.settings.slot }, lostSlotMessage(this.settings));
           this.failFatal(new PreflightError(lostSlotMessage(this.settings)));
           return;
+        }
+        if (Date.now() - newTablesCheckedAt >= NEW_TABLES_CHECK_MS) {
+          newTablesCheckedAt = Date.now();
+          for (const t of await this.unmigratedTables(client)) {
+            if (this.unmigratedWarned.has(tableKey(t))) continue;
+            this.unmigratedWarned.add(tableKey(t));
+            this.log.warn({ table: tableKey(t) }, unmigratedMessage([t]));
+          }
         }
         const limit = this.settings.slotRetentionWarningBytes;
         if (r.retained !== null && r.retained > limit) {
@@ -1049,6 +1085,12 @@ class Fifo<T> {
 function isConstraintViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('23');
+}
+
+/** The warning for source tables the migration does not hold (created after its start, without --capture-ddl). */
+function unmigratedMessage(tables: SourceTable[]): string {
+  const names = tables.map(tableKey).join(', ');
+  return `source: ${tables.length === 1 ? `table ${names} was` : `tables ${names} were`} created after the migration started and ${tables.length === 1 ? 'is' : 'are'} not migrated (only --capture-ddl adds new tables); migrate ${tables.length === 1 ? 'it' : 'them'} with a second pgferry (--tables, another --slot and --publication), or start over with --capture-ddl`;
 }
 
 /**
