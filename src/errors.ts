@@ -89,13 +89,25 @@ const NO_PASSWORD = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be 
 export const NO_PASSWORD_MESSAGE =
   'the server asks for a password and none was given; put it in the URL (postgresql://user:password@host/db, special characters percent-encoded), in PGPASSWORD, or in the password file ~/.pgpass (or the file PGPASSFILE names, mode 0600)';
 
+/**
+ * Records on a server error the table(s) its statement wrote to, for {@link describeError}: a data
+ * error (22001 value too long...) names none. Kept apart from the message, which classification
+ * ({@link isConnectionError}) reads.
+ */
+export function withTables<T>(err: T, tables: string[]): T {
+  if (err instanceof Error && tables.length > 0) (err as { pgferryTables?: string[] }).pgferryTables = [...new Set(tables)];
+  return err;
+}
+
 /** One line describing an error for a human, password-free. */
 export function describeError(err: unknown): string {
   if (err instanceof Error && NO_PASSWORD.test(err.message)) return NO_PASSWORD_MESSAGE;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     const prefix = typeof code === 'string' && !(err instanceof PgferryError) ? `${code}: ` : '';
-    return redact(prefix + err.message.split('\n')[0]);
+    const tables = (err as { pgferryTables?: string[] }).pgferryTables;
+    const where = tables ? (tables.length === 1 ? ` (table ${tables[0]})` : ` (one of tables ${tables.join(', ')})`) : '';
+    return redact(prefix + err.message.split('\n')[0] + where);
   }
   return redact(String(err));
 }

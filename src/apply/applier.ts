@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { PgferryError, ErrorCodes, describeError } from '../errors.js';
+import { PgferryError, ErrorCodes, describeError, withTables } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
@@ -852,15 +852,7 @@ function text(v: TupleValue | undefined): string | null {
   throw new PgferryError(ErrorCodes.PROTOCOL, 'source: unexpected binary or unchanged-TOAST value where a value is required');
 }
 
-/**
- * Rethrows a server error with the table(s) its statement wrote to at the end of its message: a
- * data error (22001 value too long, 22003 out of range...) names none, and a batch holds several
- * tables' statements. Connection errors pass unchanged (their message drives reconnecting).
- */
+/** Rethrows a server error with the table(s) its statement wrote to recorded on it (see {@link withTables}); others unchanged. */
 function naming(err: unknown, tables: string[]): never {
-  if (err instanceof Error && 'severity' in err && tables.length > 0) {
-    const list = [...new Set(tables)];
-    err.message += list.length === 1 ? ` (table ${list[0]})` : ` (one of tables ${list.join(', ')})`;
-  }
-  throw err;
+  throw err instanceof Error && 'severity' in err ? withTables(err, tables) : err;
 }

@@ -148,9 +148,10 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
 
   let tables: TableName[] = [];
   const t = raw.tables;
-  if (t !== undefined && t !== null) {
-    // Given but empty (`--tables ""` from an unset shell variable, `tables: []`) is a mistake, never "every table".
-    const list = Array.isArray(t) ? t.map(String).map((s) => s.trim()).filter((s) => s !== '') : typeof t === 'string' ? splitList(t) : null;
+  if (t !== undefined) {
+    // Given but empty (`--tables ""` from an unset shell variable, `tables: []`, a YAML `tables:`
+    // whose entries are all commented out, which parses as null) is a mistake, never "every table".
+    const list = t === null ? [] : Array.isArray(t) ? t.map(String).map((s) => s.trim()).filter((s) => s !== '') : typeof t === 'string' ? splitList(t) : null;
     if (!list) problems.push(`${where('tables')}: expected a comma-separated list of tables`);
     else if (list.length === 0) problems.push(emptyTableList(where('tables')));
     else {

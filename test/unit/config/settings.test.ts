@@ -374,7 +374,7 @@ describe('an empty --tables', () => {
   });
 
   it('refuses an empty list or string in the config file, naming the key', () => {
-    for (const text of ['tables: []\n', "tables: ''\n", "tables: ['', ' ']\n"]) {
+    for (const text of ['tables: []\n', "tables: ''\n", "tables: ['', ' ']\n", 'tables:\n#  - public.orders\n#  - public.items\n']) {
       const config = file('empty-tables.yaml', `source: ${SOURCE}\ntarget: ${TARGET}\n${text}`);
       expect(problems(() => load({ config }))).toEqual([`tables in ${config}: ${remedy}`]);
     }
