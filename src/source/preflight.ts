@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { PreflightError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { SourceTable } from './catalog.js';
-import { publicationDdl, publicationMatches } from './slot.js';
+import { inspectPublication, publicationDdl } from './slot.js';
 
 /**
  * Checks everything the source must offer before a slot is created, and reports every problem at
@@ -47,17 +47,20 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
   }
 
   // The publication pgferry will create (one that already matches is kept: see ensurePublication).
-  if (opts.publication !== undefined && tables.length > 0 && !(await publicationMatches(client, opts.publication, tables))) {
+  const found = opts.publication !== undefined && tables.length > 0 ? await inspectPublication(client, opts.publication, tables) : null;
+  const made = (name: string): string => `, or have a superuser or the tables' owner create it beforehand (pgferry keeps it): ${publicationDdl(name, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`;
+  if (opts.publication !== undefined && found?.exists && found.problem !== null && !found.owned) {
+    problems.push(`source: publication ${opts.publication} exists but ${found.problem}, and role ${s.user} does not own it, so pgferry cannot replace it; have its owner drop it${made(opts.publication)}`);
+  } else if (opts.publication !== undefined && found?.problem) {
     const { rows: [p] } = await client.query<{ create: boolean; db: string; unowned: string[] }>(
       `SELECT has_database_privilege(current_database(), 'CREATE') AS create, current_database() AS db,
               ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                      WHERE c.oid = ANY($1::oid[]) AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY 1) AS unowned`,
       [tables.map((t) => t.oid)],
     );
-    const made = `, or have a superuser or the tables' owner create it beforehand (pgferry keeps it): ${publicationDdl(opts.publication, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`;
-    if (p && !p.create) problems.push(`source: role ${s.user} cannot create publication ${opts.publication} (it needs CREATE on database ${p.db}); run GRANT CREATE ON DATABASE ${ident(p.db)} TO ${ident(s.user)}${made}`);
+    if (p && !p.create) problems.push(`source: role ${s.user} cannot create publication ${opts.publication} (it needs CREATE on database ${p.db}); run GRANT CREATE ON DATABASE ${ident(p.db)} TO ${ident(s.user)}${made(opts.publication)}`);
     if (p && p.unowned.length > 0) {
-      problems.push(`source: role ${s.user} does not own ${p.unowned.length === 1 ? 'table' : 'tables'} ${p.unowned.slice(0, 5).join(', ')}${p.unowned.length > 5 ? ` and ${p.unowned.length - 5} more` : ''}, and publishing a table takes its owner; run pgferry as the owner${made}`);
+      problems.push(`source: role ${s.user} does not own ${p.unowned.length === 1 ? 'table' : 'tables'} ${p.unowned.slice(0, 5).join(', ')}${p.unowned.length > 5 ? ` and ${p.unowned.length - 5} more` : ''}, and publishing a table takes its owner; run pgferry as the owner${made(opts.publication)}`);
     }
   }
 

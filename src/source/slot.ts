@@ -48,9 +48,9 @@ export async function dropSlot(client: pg.Client, slot: string, waitMs = 30_000)
  */
 export async function ensurePublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
   // One made beforehand by the tables' owner (pgferry's role need not own them) is kept as it is.
-  if (await publicationMatches(client, name, tables)) return;
-  const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
-  if (rowCount) await client.query(`DROP PUBLICATION ${ident(name)}`);
+  const found = await inspectPublication(client, name, tables);
+  if (found.exists && found.problem === null) return;
+  if (found.exists) await client.query(`DROP PUBLICATION ${ident(name)}`);
   await client.query(publicationDdl(name, tables));
 }
 
@@ -61,31 +61,54 @@ export function publicationDdl(name: string, tables: SourceTable[]): string {
   return `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`;
 }
 
-/** Whether publication `name` exists, publishes exactly `tables` (no FOR ALL TABLES), every operation, through partition roots. */
-export async function publicationMatches(client: pg.Client, name: string, tables: SourceTable[]): Promise<boolean> {
-  const { rows: [p] } = await client.query<{ ok: boolean; rels: number[] }>(
-    `SELECT NOT p.puballtables AND p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate AND p.pubviaroot AS ok,
-            ARRAY(SELECT pr.prrelid::int8::int FROM pg_publication_rel pr WHERE pr.prpubid = p.oid) AS rels
+/**
+ * Publication `name` as pgferry needs it: exactly `tables`, every operation, partitions through
+ * their root, and (PostgreSQL 15+) no row filter, column list or whole schema, any of which would
+ * make the server skip changes silently. `problem`: the first way it differs (null: it fits);
+ * `owned`: the current role may drop it.
+ */
+export async function inspectPublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<{ exists: boolean; owned: boolean; problem: string | null }> {
+  const { rows: [v] } = await client.query<{ n: number }>(`SELECT current_setting('server_version_num')::int AS n`);
+  const pg15 = (v?.n ?? 0) >= 150000;
+  const { rows: [p] } = await client.query<{ owned: boolean; alltables: boolean; ops: boolean; viaroot: boolean; rels: number[]; filtered: string[]; columns: string[]; schemas: boolean }>(
+    `SELECT pg_has_role(p.pubowner, 'USAGE') AS owned, p.puballtables AS alltables,
+            p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate AS ops, p.pubviaroot AS viaroot,
+            ARRAY(SELECT pr.prrelid::int8::int FROM pg_publication_rel pr WHERE pr.prpubid = p.oid) AS rels,
+            ${pg15 ? `ARRAY(SELECT pr.prrelid::regclass::text FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prqual IS NOT NULL)` : `'{}'::text[]`} AS filtered,
+            ${pg15 ? `ARRAY(SELECT pr.prrelid::regclass::text FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prattrs IS NOT NULL)` : `'{}'::text[]`} AS columns,
+            ${pg15 ? `EXISTS (SELECT 1 FROM pg_publication_namespace pn WHERE pn.pnpubid = p.oid)` : 'false'} AS schemas
        FROM pg_publication p WHERE p.pubname = $1`,
     [name],
   );
-  if (!p?.ok) return false;
+  if (!p) return { exists: false, owned: false, problem: 'does not exist' };
   const published = new Set(p.rels.map(Number));
-  return published.size === tables.length && tables.every((t) => published.has(t.oid));
+  const problem = p.alltables
+    ? 'publishes all tables'
+    : p.schemas
+      ? 'publishes whole schemas (TABLES IN SCHEMA)'
+      : p.filtered.length > 0
+        ? `has a row filter on ${p.filtered.join(', ')}`
+        : p.columns.length > 0
+          ? `has a column list on ${p.columns.join(', ')}`
+          : !p.ops
+            ? 'does not publish every operation (insert, update, delete, truncate)'
+            : !p.viaroot
+              ? 'does not publish partitions through their root (publish_via_partition_root)'
+              : published.size !== tables.length || !tables.every((t) => published.has(t.oid))
+                ? 'publishes other tables than the migrated ones'
+                : null;
+  return { exists: true, owned: p.owned, problem };
 }
 
-/** Checks that an existing publication still publishes exactly `tables` (a resume must not change scope). */
+/** Checks that an existing publication still publishes exactly `tables`, every change of them (a resume must not change scope). */
 export async function checkPublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
-  const { rows } = await client.query<{ oid: number }>(
-    `SELECT pr.prrelid::int8::int AS oid FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1`,
-    [name],
-  );
-  const published = new Set(rows.map((r) => Number(r.oid)));
-  const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [name]);
-  if (!rowCount) throw new PreflightError(`source: publication ${name} is gone but the migration is streaming; recreate it with the same tables or restart the migration from scratch (pgferry cleanup)`);
-  const wanted = new Set(tables.map((t) => t.oid));
-  if (published.size !== wanted.size || [...wanted].some((o) => !published.has(o))) {
+  const { exists, problem } = await inspectPublication(client, name, tables);
+  if (!exists) throw new PreflightError(`source: publication ${name} is gone but the migration is streaming; recreate it with the same tables or restart the migration from scratch (pgferry cleanup)`);
+  if (problem === 'publishes other tables than the migrated ones') {
     throw new PreflightError(`source: publication ${name} publishes other tables than this run selects; use the same --tables as when the migration started`);
+  }
+  if (problem !== null) {
+    throw new PreflightError(`source: publication ${name} ${problem}, so the source would skip changes; recreate it as: ${publicationDdl(name, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`);
   }
 }
 
