@@ -48,6 +48,8 @@ const STOP_GRACE_MS = 20_000;
 const COPY_LOG_INTERVAL_MS = 10_000;
 /** While the slot stays above the retention warning, the warning is repeated this often. */
 const RETENTION_WARN_INTERVAL_MS = 10 * 60_000;
+/** How often a run checks that it still holds the migration's lock on the target. */
+const LOCK_CHECK_MS = 5_000;
 /** How often the monitor looks for source tables created after the start (see unmigratedTables). */
 const NEW_TABLES_CHECK_MS = 60_000;
 
@@ -112,6 +114,9 @@ export class Migration {
   private readonly unmigratedWarned = new Set<string>();
   /** The target session holding this migration's advisory lock while `run` runs (see {@link holdInstanceLock}). */
   private lockSession: pg.Client | null = null;
+  private lockKeeper: NodeJS.Timeout | null = null;
+  /** The last lock operation: they run one at a time. */
+  private lockOp: Promise<void> = Promise.resolve();
   /** Schema copy's last step succeeded earlier (recorded in the target): this start skips it. */
   private schemaFinished = false;
 
@@ -135,8 +140,12 @@ export class Migration {
       throw err;
     } finally {
       clearInterval(ticker);
+      if (this.lockKeeper) clearInterval(this.lockKeeper);
+      this.lockKeeper = null;
+      await this.lockOp;
       const lock = this.lockSession;
       this.lockSession = null;
+      lock?.removeAllListeners('end');
       await lock?.end().catch(() => {});
       finished();
     }
@@ -147,9 +156,35 @@ export class Migration {
    * session-level advisory lock, taken before anything is read or changed and held until `run`
    * ends. A second one would undo a cutover's fence, recopy tables the first is copying, or apply
    * changes twice. Checked again at each reconnect: a lock lost with its session (a target
-   * restart) is taken again, or the run stops if another process has it by then.
+   * restart) is taken again, or the run stops if another process has it by then. Also watched
+   * while the run goes on: at once when the lock's session ends, and every
+   * {@link LOCK_CHECK_MS} (see {@link keepInstanceLock}). Calls run one at a time (two sessions of
+   * this process would refuse each other).
    */
-  private async holdInstanceLock(): Promise<void> {
+  private holdInstanceLock(): Promise<void> {
+    const next = this.lockOp.then(() => this.takeInstanceLock());
+    this.lockOp = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * The lock's watch: taken again if its session was lost; if another process has it by then,
+   * the run stops (the copy is abandoned as by a stop, streaming ends), since both would work on
+   * the same migration. A connection problem is left to the next look.
+   */
+  private async keepInstanceLock(): Promise<void> {
+    if (this.stopping || this.fatal) return;
+    try {
+      await this.holdInstanceLock();
+    } catch (err) {
+      if (!(err instanceof PreflightError) || this.stopping) return;
+      this.log.error({ err }, 'lost the migration lock to another process; stopping');
+      this.failFatal(err);
+      this.aborted.abort();
+    }
+  }
+
+  private async takeInstanceLock(): Promise<void> {
     if (this.lockSession) {
       try {
         await this.lockSession.query('SELECT 1');
@@ -178,6 +213,11 @@ export class Migration {
         );
       }
       this.lockSession = session;
+      session.on('end', () => void this.keepInstanceLock());
+      if (!this.lockKeeper) {
+        this.lockKeeper = setInterval(() => void this.keepInstanceLock(), LOCK_CHECK_MS);
+        this.lockKeeper.unref();
+      }
     } catch (err) {
       await session.end().catch(() => {});
       throw err;
@@ -188,6 +228,7 @@ export class Migration {
     try {
       await this.prepare();
     } catch (err) {
+      if (this.fatal) throw this.fatal; // the copy was abandoned for it (another process took the migration)
       if (this.stopping) return; // stopped mid-copy: the next start resumes it
       throw err;
     }

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +54,49 @@ describe('one pgferry per migration', () => {
       await waitFor(() => again.status.phase === 'streaming', 'a new start to resume');
     } finally {
       await again.stop();
+    }
+  });
+
+  it('takes the lock again when its session is ended, so a later start is still refused', async () => {
+    const holders = `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1885824626::oid
+                       AND l.objid::int8 = (hashtext($1)::int8 & 4294967295) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+    const settings = { source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` };
+    const first = await startInProcess(settings);
+    let second: App | null = null;
+    try {
+      await waitFor(() => first.status.phase === 'streaming', 'the first to stream');
+      const { rows: [held] } = await db.target.query<{ pid: number }>(holders, [db.slot]);
+      await db.target.query(`SELECT pg_terminate_backend($1)`, [held!.pid]);
+      await waitFor(async () => (await db.target.query<{ pid: number }>(holders, [db.slot])).rows.some((r) => r.pid !== held!.pid), 'the first to take the lock again');
+      second = await startInProcess(settings);
+      const refused = await second.done.then(() => null, (err: unknown) => err as Error);
+      expect(refused?.message).toContain(`another pgferry is running migration ${db.slot}`);
+      await db.source.query(`INSERT INTO t VALUES (102, 'still the first')`);
+      await waitFor(async () => (await db.target.query(`SELECT 1 FROM t WHERE id = 102`)).rowCount === 1, 'the first to apply a new row');
+      expect(first.status.phase).toBe('streaming');
+    } finally {
+      await second?.stop();
+      await first.stop();
+    }
+  });
+
+  it('stops when another session takes the lock while its own session is gone', async () => {
+    const holders = `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1885824626::oid
+                       AND l.objid::int8 = (hashtext($1)::int8 & 4294967295) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+    const settings = { source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` };
+    const first = await startInProcess(settings);
+    const other = new pg.Client({ connectionString: db.targetUrl });
+    await other.connect();
+    try {
+      await waitFor(() => first.status.phase === 'streaming', 'the first to stream');
+      const { rows: [held] } = await db.target.query<{ pid: number }>(holders, [db.slot]);
+      // One round trip: the lock is granted to this session as soon as the first's lock session has ended.
+      await other.query(`SELECT pg_terminate_backend($1); SELECT pg_advisory_lock(1885824626, hashtext($2))`.replace('$2', `'${db.slot}'`).replace('$1', String(held!.pid)));
+      const stopped = await first.done.then(() => null, (err: unknown) => err as Error);
+      expect(stopped?.message).toMatch(new RegExp(`^target: another pgferry is running migration ${db.slot} on this database \\(its session: pid ${(other as unknown as { processID: number }).processID}`));
+    } finally {
+      await other.end();
+      await first.stop();
     }
   });
 
