@@ -1131,7 +1131,7 @@ function isConstraintViolation(err: unknown): boolean {
 /** The warning for source tables the migration does not hold (created after its start, without --capture-ddl). */
 function unmigratedMessage(tables: SourceTable[]): string {
   const names = tables.map(tableKey).join(', ');
-  return `source: ${tables.length === 1 ? `table ${names} was` : `tables ${names} were`} created after the migration started and ${tables.length === 1 ? 'is' : 'are'} not migrated (only --capture-ddl adds new tables); migrate ${tables.length === 1 ? 'it' : 'them'} with a second pgferry (--tables, another --slot and --publication), or start over with --capture-ddl`;
+  return `source: ${tables.length === 1 ? `table ${names} was` : `tables ${names} were`} created (or detached from a partitioned table) after the migration started and ${tables.length === 1 ? 'is' : 'are'} not migrated (only --capture-ddl adds new tables); migrate ${tables.length === 1 ? 'it' : 'them'} with a second pgferry (--tables, another --slot and --publication), or start over with --capture-ddl`;
 }
 
 /**
