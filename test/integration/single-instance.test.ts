@@ -13,6 +13,10 @@ function cli(args: string[]): { status: number | null; stderr: string } {
   return { status: r.status, stderr: r.stderr };
 }
 
+/** The sessions holding pgferry's lock for `$1` (a slot) in the current database. */
+const HOLDERS = `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1885824626::oid
+                   AND l.objid::int8 = (hashtext($1)::int8 & 4294967295) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+
 describe('one pgferry per migration', () => {
   let db: TestDatabases;
 
@@ -58,16 +62,14 @@ describe('one pgferry per migration', () => {
   });
 
   it('takes the lock again when its session is ended, so a later start is still refused', async () => {
-    const holders = `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1885824626::oid
-                       AND l.objid::int8 = (hashtext($1)::int8 & 4294967295) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
     const settings = { source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` };
     const first = await startInProcess(settings);
     let second: App | null = null;
     try {
       await waitFor(() => first.status.phase === 'streaming', 'the first to stream');
-      const { rows: [held] } = await db.target.query<{ pid: number }>(holders, [db.slot]);
+      const { rows: [held] } = await db.target.query<{ pid: number }>(HOLDERS, [db.slot]);
       await db.target.query(`SELECT pg_terminate_backend($1)`, [held!.pid]);
-      await waitFor(async () => (await db.target.query<{ pid: number }>(holders, [db.slot])).rows.some((r) => r.pid !== held!.pid), 'the first to take the lock again');
+      await waitFor(async () => (await db.target.query<{ pid: number }>(HOLDERS, [db.slot])).rows.some((r) => r.pid !== held!.pid), 'the first to take the lock again');
       second = await startInProcess(settings);
       const refused = await second.done.then(() => null, (err: unknown) => err as Error);
       expect(refused?.message).toContain(`another pgferry is running migration ${db.slot}`);
@@ -81,15 +83,13 @@ describe('one pgferry per migration', () => {
   });
 
   it('stops when another session takes the lock while its own session is gone', async () => {
-    const holders = `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = 1885824626::oid
-                       AND l.objid::int8 = (hashtext($1)::int8 & 4294967295) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
     const settings = { source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` };
     const first = await startInProcess(settings);
     const other = new pg.Client({ connectionString: db.targetUrl });
     await other.connect();
     try {
       await waitFor(() => first.status.phase === 'streaming', 'the first to stream');
-      const { rows: [held] } = await db.target.query<{ pid: number }>(holders, [db.slot]);
+      const { rows: [held] } = await db.target.query<{ pid: number }>(HOLDERS, [db.slot]);
       // One round trip: the lock is granted to this session as soon as the first's lock session has ended.
       await other.query(`SELECT pg_terminate_backend($1); SELECT pg_advisory_lock(1885824626, hashtext($2))`.replace('$2', `'${db.slot}'`).replace('$1', String(held!.pid)));
       const stopped = await first.done.then(() => null, (err: unknown) => err as Error);
