@@ -973,11 +973,6 @@ export class Migration {
   }
 
   /**
-   * Polls the source once a second: its WAL position (lag bytes), its clock (lag seconds are
-   * measured against it), and the slot's WAL retention and `wal_status`. Warns above the retention
-   * threshold; a slot the source invalidated ends the run with the recovery commands.
-   */
-  /**
    * Tables of the source that "every table" (no --tables) would select now but the migration's
    * publication does not hold: created after the start, without --capture-ddl (which adds them).
    * Empty when --tables was given, with --capture-ddl, or when the publication is gone.
@@ -993,6 +988,11 @@ export class Migration {
     return (await listSourceTables(source, [])).tables.filter((t) => !published.has(t.oid));
   }
 
+  /**
+   * Polls the source once a second: its WAL position (lag bytes), its clock (lag seconds are
+   * measured against it), and the slot's WAL retention and `wal_status`. Warns above the retention
+   * threshold; a slot the source invalidated ends the run with the recovery commands.
+   */
   private startMonitor(): void {
     let client: pg.Client | null = null;
     let busy = false;
