@@ -15,6 +15,9 @@ const NEGOTIABLE = new WeakMap<pg.ClientConfig, { mode: 'prefer' | 'allow'; tls:
 
 const ENCODINGS = '@ as %40, : as %3A, / as %2F, # as %23, ? as %3F';
 
+/** The URL query parameters {@link clientConfig} reads; any other is refused. */
+const URL_PARAMETERS = new Set(['host', 'port', 'user', 'password', 'sslmode', 'ssl', 'sslrootcert', 'sslcert', 'sslkey', 'application_name', 'options', 'connect_timeout']);
+
 /**
  * Does an `@` follow the host part (in the database name, a parameter name or a fragment)? The
  * host part ends at the first / ? or #, so a password holding one of those ends it early, and the
@@ -43,6 +46,12 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
   }
   if (atAfterHost(url)) {
     throw new ConfigError(`${setting}: the URL has an @ after its host part, as when the password holds an unencoded / # or ?; percent-encode special characters in the user name and password (${ENCODINGS})`);
+  }
+  // A parameter pgferry does not read would be ignored silently: a misspelt sslmode would connect
+  // with the default (prefer), target_session_attrs would not be honoured. libpq refuses unknown ones too.
+  const unused = [...new URLSearchParams(url.split('?')[1]?.split('#')[0] ?? '').keys()].filter((k) => !URL_PARAMETERS.has(k));
+  if (unused.length > 0) {
+    throw new ConfigError(`${setting}: connection parameter${unused.length > 1 ? 's' : ''} ${unused.map((k) => `"${k}"`).join(', ')} ${unused.length > 1 ? 'are' : 'is'} not one pgferry reads (it reads ${[...URL_PARAMETERS].join(', ')}); fix the name or remove it`);
   }
   for (const file of ['sslrootcert', 'sslcert', 'sslkey']) {
     const path = new URLSearchParams(url.split('?')[1] ?? '').get(file);
@@ -86,10 +95,18 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
     application_name: (parsed.application_name as string | undefined) ?? 'pgferry',
     options: parsed.options,
     keepAlive: true,
-    connectionTimeoutMillis: 15_000,
+    connectionTimeoutMillis: connectTimeout(setting, parsed['connect_timeout']),
   };
   if (negotiable) NEGOTIABLE.set(config, negotiable);
   return config;
+}
+
+/** libpq's connect_timeout (seconds; 0 or absent: pgferry's 15 s, since waiting for ever hides a blackholed host) in milliseconds. */
+function connectTimeout(setting: string, value: unknown): number {
+  if (value === undefined || value === null || value === '') return 15_000;
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new ConfigError(`${setting}: connect_timeout=${String(value)} is not a whole number of seconds`);
+  return seconds === 0 ? 15_000 : seconds * 1000;
 }
 
 /**

@@ -331,6 +331,22 @@ describe('--tables', () => {
   });
 });
 
+describe('connection URL parameters', () => {
+  it('refuses one pgferry does not read, so a misspelt sslmode never connects with the default', () => {
+    expect(problems(() => load({ source: 'postgresql://u@h/db?sslmod=require', target: TARGET }))).toEqual([
+      '--source: connection parameter "sslmod" is not one pgferry reads (it reads host, port, user, password, sslmode, ssl, sslrootcert, sslcert, sslkey, application_name, options, connect_timeout); fix the name or remove it',
+    ]);
+    expect(problems(() => load({ source: SOURCE, target: 'postgresql://u@h/db?target_session_attrs=read-write&foo=1' }))[0]).toMatch(/^--target: connection parameters "target_session_attrs", "foo" are not one pgferry reads/);
+  });
+
+  it('reads connect_timeout in seconds (0: the default 15 s), and refuses one that is not a whole number', () => {
+    expect(load({ source: 'postgresql://u@h/db?connect_timeout=5', target: TARGET }).source.connectionTimeoutMillis).toBe(5_000);
+    expect(load({ source: 'postgresql://u@h/db?connect_timeout=0', target: TARGET }).source.connectionTimeoutMillis).toBe(15_000);
+    expect(load(OK).source.connectionTimeoutMillis).toBe(15_000);
+    expect(problems(() => load({ source: 'postgresql://u@h/db?connect_timeout=soon', target: TARGET }))).toEqual(['--source: connect_timeout=soon is not a whole number of seconds']);
+  });
+});
+
 describe('credentials in a connection URL', () => {
   const encodings = '@ as %40, : as %3A, / as %2F, # as %23, ? as %3F';
 
