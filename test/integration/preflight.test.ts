@@ -127,6 +127,22 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     }
   });
 
+  it('refuses a target role that cannot give the tables to their owner before writing anything', async () => {
+    const [owner, user] = [`${db.name}_owner`, `${db.name}_tgt`];
+    await db.source.query(`CREATE ROLE ${owner}; CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner}`);
+    await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${user} LOGIN; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
+    try {
+      const r = start(['--source', db.sourceUrl, '--target', db.targetUrl.replace('postgres@', `${user}@`), '--tables', 'owned', '--slot', `${db.slot}_own`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe(`pgferry: target: role ${user} cannot give objects to role ${owner}, which owns migrated tables on the source (schema copy sets the same owners); run GRANT "${owner}" TO "${user}", connect as a superuser, or start with --schema-copy=false and create the schema yourself`);
+      expect((await db.target.query(`SELECT 1 FROM pg_class WHERE relname = 'owned'`)).rowCount).toBe(0);
+      expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [`${db.slot}_own`])).rowCount).toBe(0);
+    } finally {
+      await db.source.query(`DROP TABLE owned; DROP ROLE ${owner}`);
+      await db.target.query(`DROP SCHEMA IF EXISTS pgferry CASCADE; REVOKE CREATE ON DATABASE ${db.name} FROM ${user}; REVOKE SET ON PARAMETER session_replication_role FROM ${user}; DROP ROLE ${user}; DROP ROLE ${owner}`);
+    }
+  });
+
   it('reports an unreachable server as one line', () => {
     const r = start(['--source', 'postgresql://u:s3cret@127.0.0.1:1/nope', '--target', db.targetUrl]);
     expect(r.code).toBe(1);
