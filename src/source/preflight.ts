@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { PreflightError } from '../errors.js';
 import { ident, qualified, tableKey } from '../pg/connection.js';
 import type { SourceTable } from './catalog.js';
-import { inspectPublication, publicationDdl } from './slot.js';
+import { inspectPublication, publicationDdlForMessage } from './slot.js';
 
 /**
  * Checks everything the source must offer before a slot is created, and reports every problem at
@@ -48,7 +48,7 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
 
   // The publication pgferry will create (one that already matches is kept: see ensurePublication).
   const found = opts.publication !== undefined && tables.length > 0 ? await inspectPublication(client, opts.publication, tables) : null;
-  const made = (name: string): string => `, or have a superuser or the tables' owner create it beforehand (pgferry keeps it): ${publicationDdl(name, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`;
+  const made = (name: string): string => `, or have a superuser or the tables' owner create it beforehand (pgferry keeps it): ${publicationDdlForMessage(name, tables)}`;
   if (opts.publication !== undefined && found?.exists && found.problem !== null && !found.owned) {
     problems.push(`source: publication ${opts.publication} exists but ${found.problem}, and role ${s.user} does not own it, so pgferry cannot replace it; have its owner drop it${made(opts.publication)}`);
   } else if (opts.publication !== undefined && found?.problem) {

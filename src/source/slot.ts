@@ -82,33 +82,35 @@ export async function inspectPublication(client: pg.Client, name: string, tables
   );
   if (!p) return { exists: false, owned: false, problem: 'does not exist' };
   const published = new Set(p.rels.map(Number));
-  const problem = p.alltables
-    ? 'publishes all tables'
-    : p.schemas
-      ? 'publishes whole schemas (TABLES IN SCHEMA)'
-      : p.filtered.length > 0
-        ? `has a row filter on ${p.filtered.join(', ')}`
-        : p.columns.length > 0
-          ? `has a column list on ${p.columns.join(', ')}`
-          : !p.ops
-            ? 'does not publish every operation (insert, update, delete, truncate)'
-            : !p.viaroot
-              ? 'does not publish partitions through their root (publish_via_partition_root)'
-              : published.size !== tables.length || !tables.every((t) => published.has(t.oid))
-                ? 'publishes other tables than the migrated ones'
-                : null;
-  return { exists: true, owned: p.owned, problem };
+  const differences: [boolean, string][] = [
+    [p.alltables, 'publishes all tables'],
+    [p.schemas, 'publishes whole schemas (TABLES IN SCHEMA)'],
+    [p.filtered.length > 0, `has a row filter on ${p.filtered.join(', ')}`],
+    [p.columns.length > 0, `has a column list on ${p.columns.join(', ')}`],
+    [!p.ops, 'does not publish every operation (insert, update, delete, truncate)'],
+    [!p.viaroot, 'does not publish partitions through their root (publish_via_partition_root)'],
+    [published.size !== tables.length || !tables.every((t) => published.has(t.oid)), OTHER_TABLES],
+  ];
+  return { exists: true, owned: p.owned, problem: differences.find(([differs]) => differs)?.[1] ?? null };
+}
+
+/** {@link inspectPublication}'s problem when only the set of tables differs. */
+const OTHER_TABLES = 'publishes other tables than the migrated ones';
+
+/** {@link publicationDdl} for messages: the first three tables, then how many there are in all. */
+export function publicationDdlForMessage(name: string, tables: SourceTable[]): string {
+  return `${publicationDdl(name, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`;
 }
 
 /** Checks that an existing publication still publishes exactly `tables`, every change of them (a resume must not change scope). */
 export async function checkPublication(client: pg.Client, name: string, tables: SourceTable[]): Promise<void> {
   const { exists, problem } = await inspectPublication(client, name, tables);
   if (!exists) throw new PreflightError(`source: publication ${name} is gone but the migration is streaming; recreate it with the same tables or restart the migration from scratch (pgferry cleanup)`);
-  if (problem === 'publishes other tables than the migrated ones') {
+  if (problem === OTHER_TABLES) {
     throw new PreflightError(`source: publication ${name} publishes other tables than this run selects; use the same --tables as when the migration started`);
   }
   if (problem !== null) {
-    throw new PreflightError(`source: publication ${name} ${problem}, so the source would skip changes; recreate it as: ${publicationDdl(name, tables.slice(0, 3))}${tables.length > 3 ? ` ... (all ${tables.length} tables)` : ''}`);
+    throw new PreflightError(`source: publication ${name} ${problem}, so the source would not send every change of exactly the migrated tables; recreate it as: ${publicationDdlForMessage(name, tables)}`);
   }
 }
 
