@@ -80,7 +80,7 @@ describe('initial copy under the exported snapshot', () => {
       const truncated = truncater.query('TRUNCATE small');
       truncated.catch(() => {});
       await waitFor(
-        async () => (await db.source.query(`SELECT 1 FROM pg_locks WHERE relation = 'small'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted`)).rowCount === 1,
+        async () => (await db.source.query(`SELECT 1 FROM pg_locks WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND relation = 'small'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted`)).rowCount === 1,
         'TRUNCATE waiting for its lock',
         10_000,
       );

@@ -37,7 +37,10 @@ describe('a source schema that changes around the initial copy', () => {
     const app = await startInProcess({ source: d.sourceUrl, target: d.targetUrl, slot: d.slot, publication: `${d.name}_pub`, captureDdl: 'true' });
     try {
       await waitFor(
-        async () => (await d.source.query(`SELECT 1 FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'CREATE_REPLICATION_SLOT%' AND wait_event_type = 'Lock'`)).rowCount === 1,
+        // Its own walsender only: other test files share this server, and a slot they create
+        // meanwhile waits for the same open transaction.
+        async () =>
+          (await d.source.query(`SELECT 1 FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database() AND query LIKE 'CREATE_REPLICATION_SLOT%' AND wait_event_type = 'Lock'`)).rowCount === 1,
         'the slot waiting for the open transaction',
       );
       await d.source.query(`BEGIN; ALTER TABLE t ADD COLUMN w int; UPDATE t SET w = id; COMMIT`);

@@ -246,7 +246,7 @@ describe('large transactions applied while they run on the source', () => {
     await writer.query(`SAVEPOINT s; ALTER TABLE items ADD COLUMN gone int`);
     await writer.query(`INSERT INTO items (id, v, gone) SELECT g, 'in the subtransaction', 1 FROM generate_series(70001, 73000) g`);
     // Applied on the streamed session: it holds the ALTER's lock.
-    await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted`)).rowCount! > 0, 'the DDL applied on the streamed session');
+    await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted`)).rowCount! > 0, 'the DDL applied on the streamed session');
     await writer.query(`ROLLBACK TO SAVEPOINT s`);
     await writer.query(`INSERT INTO items (id, v) SELECT g, 'after it' FROM generate_series(63001, 64000) g`);
     await writer.query('COMMIT');
