@@ -173,11 +173,17 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
 /** Extensions the target can install and the roles it has. */
 export async function readTargetFacts(client: pg.Client): Promise<TargetFacts> {
   const ext = await client.query<{ name: string }>('SELECT name FROM pg_catalog.pg_available_extensions');
-  const roles = await client.query<{ name: string; current: boolean }>('SELECT rolname AS name, rolname = current_user AS current FROM pg_catalog.pg_roles');
+  // PostgreSQL 16 split SET from membership; before it, a member may give objects to the role.
+  const roles = await client.query<{ name: string; current: boolean; assignable: boolean }>(
+    `SELECT rolname AS name, rolname = current_user AS current,
+            pg_catalog.pg_has_role(current_user, oid, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) AS assignable
+       FROM pg_catalog.pg_roles`,
+  );
   return {
     availableExtensions: new Set(ext.rows.map((r) => r.name)),
     roles: new Set(roles.rows.map((r) => r.name)),
     currentUser: roles.rows.find((r) => r.current)?.name ?? '',
+    assignableOwners: new Set(roles.rows.filter((r) => r.assignable).map((r) => r.name)),
   };
 }
 

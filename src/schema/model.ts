@@ -214,6 +214,8 @@ export interface TargetFacts {
   roles: Set<string>;
   /** The role schema copy runs as: it owns what it creates, so an owner equal to it needs no ALTER. */
   currentUser: string;
+  /** Roles it may give objects to (ALTER ... OWNER TO needs SET ROLE to the new owner; a superuser, any). */
+  assignableOwners: Set<string>;
 }
 
 /** An empty catalog: what a target without any user objects looks like. */

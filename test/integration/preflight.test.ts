@@ -127,19 +127,28 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     }
   });
 
-  it('refuses a target role that cannot give the tables to their owner before writing anything', async () => {
-    const [owner, user] = [`${db.name}_owner`, `${db.name}_tgt`];
-    await db.source.query(`CREATE ROLE ${owner}; CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner}`);
-    await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${user} LOGIN; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
+  it('refuses a target role that cannot give the objects to their owners before writing anything', async () => {
+    const [owner, typeOwner, user] = [`${db.name}_owner`, `${db.name}_towner`, `${db.name}_tgt`];
+    // A table, and a type it does not use, owned by roles the target role cannot give objects to.
+    await db.source.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner};
+      CREATE TYPE mood AS ENUM ('ok'); ALTER TYPE mood OWNER TO ${typeOwner}`);
+    await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE ROLE ${user} LOGIN; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
     try {
       const r = start(['--source', db.sourceUrl, '--target', db.targetUrl.replace('postgres@', `${user}@`), '--tables', 'owned', '--slot', `${db.slot}_own`]);
       expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(`pgferry: target: role ${user} cannot give objects to role ${owner}, which owns migrated tables on the source (schema copy sets the same owners); run GRANT "${owner}" TO "${user}", connect as a superuser, or start with --schema-copy=false and create the schema yourself`);
+      const remedy = (role: string): string => `(schema copy sets the same owners); run GRANT "${role}" TO "${user}", connect as a superuser, or start with --schema-copy=false and create the schema yourself`;
+      expect(r.stderr.trim().split('\n').sort()).toEqual(
+        [
+          `pgferry: target: role ${user} cannot give objects to role ${owner}, which owns table "public"."owned" on the source ${remedy(owner)}`,
+          `pgferry: target: role ${user} cannot give objects to role ${typeOwner}, which owns type "public"."mood" on the source ${remedy(typeOwner)}`,
+        ].sort(),
+      );
       expect((await db.target.query(`SELECT 1 FROM pg_class WHERE relname = 'owned'`)).rowCount).toBe(0);
+      expect((await db.target.query(`SELECT 1 FROM pg_type WHERE typname = 'mood'`)).rowCount).toBe(0);
       expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [`${db.slot}_own`])).rowCount).toBe(0);
     } finally {
-      await db.source.query(`DROP TABLE owned; DROP ROLE ${owner}`);
-      await db.target.query(`DROP SCHEMA IF EXISTS pgferry CASCADE; REVOKE CREATE ON DATABASE ${db.name} FROM ${user}; REVOKE SET ON PARAMETER session_replication_role FROM ${user}; DROP ROLE ${user}; DROP ROLE ${owner}`);
+      await db.source.query(`DROP TABLE owned; DROP TYPE mood; DROP ROLE ${owner}; DROP ROLE ${typeOwner}`);
+      await db.target.query(`DROP SCHEMA IF EXISTS pgferry CASCADE; REVOKE CREATE ON DATABASE ${db.name} FROM ${user}; REVOKE SET ON PARAMETER session_replication_role FROM ${user}; DROP ROLE ${user}; DROP ROLE ${owner}; DROP ROLE ${typeOwner}`);
     }
   });
 

@@ -16,7 +16,7 @@ function catalog(extra: Partial<SchemaCatalog>): SchemaCatalog {
   return { ...emptyCatalog(), serverMajor: 14, ...extra };
 }
 
-const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres' };
+const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']) };
 
 describe('schema DDL (pure)', () => {
   it('quotes every identifier and writes identity, generated, collation, default and NOT NULL', () => {
@@ -117,6 +117,16 @@ describe('schema DDL (pure)', () => {
     expect(plan.conflicts).toEqual([]);
     expect(plan.preData).toEqual([]);
     expect(plan.notes.join('\n')).toContain('table "public"."part_1" is not created');
+  });
+
+  it('reports one conflict per owner the target role cannot give objects to, naming one object and how many more', () => {
+    const tables = [table('public', 'a', []), table('public', 'b', []), table('public', 'c', [], { owner: 'other' }), table('public', 'mine', [], { owner: 'loader' })];
+    const roles = new Set(['app', 'other', 'loader', 'postgres']);
+    const plan = planSchema(buildSchema(catalog({ tables })), null, { ...facts, roles, currentUser: 'loader', assignableOwners: new Set(['loader', 'other']) });
+    expect(plan.conflicts).toEqual([
+      'target: role loader cannot give objects to role app, which owns table "public"."a" and 1 more on the source (schema copy sets the same owners); run GRANT "app" TO "loader", connect as a superuser, or start with --schema-copy=false and create the schema yourself',
+    ]);
+    expect(plan.postData.filter((o) => o.key.startsWith('owner of ')).map((o) => o.key)).toEqual(['owner of table "public"."c"']);
   });
 
   it('narrows to --tables: partitions follow their parent, foreign keys to other tables and views are left out', () => {
