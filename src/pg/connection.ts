@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
+import pgpass from 'pgpass';
 import { ConfigError, ErrorCodes, PgferryError, describeError } from '../errors.js';
 
 const SSL_MODES = new Set(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']);
@@ -88,7 +89,10 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
     host: parsed.host ?? undefined,
     port: parsed.port ? Number(parsed.port) : undefined,
     user: parsed.user ?? undefined,
-    password: parsed.password ?? undefined,
+    // An empty one counts as none, as in libpq. pg calls the function with the effective
+    // connection parameters (PGUSER and defaults applied), and takes undefined as no password;
+    // its types know neither.
+    password: parsed.password || (passwordFromEnvironment as unknown as () => Promise<string>),
     database: parsed.database,
     // prefer/allow: settled by negotiateSsl; until then, the first connection libpq would try.
     ssl: negotiable ? (negotiable.mode === 'prefer' ? negotiable.tls : false) : given,
@@ -99,6 +103,17 @@ export function clientConfig(setting: string, url: string): pg.ClientConfig {
   };
   if (negotiable) NEGOTIABLE.set(config, negotiable);
   return config;
+}
+
+/**
+ * A password the URL does not give, where libpq looks next: PGPASSWORD, then the password file
+ * (~/.pgpass, or the file PGPASSFILE names; ignored unless mode 0600), matched on host, port,
+ * database and user. Read here rather than by `pg` itself, which warns that it will stop reading it.
+ */
+function passwordFromEnvironment(params: pgpass.ConnectionInfo): Promise<string | undefined> {
+  const env = process.env['PGPASSWORD'];
+  if (env) return Promise.resolve(env);
+  return new Promise((resolve) => pgpass(params, resolve));
 }
 
 /** libpq's connect_timeout (seconds; 0 or absent: pgferry's 15 s, since waiting for ever hides a blackholed host) in milliseconds. */
