@@ -139,8 +139,25 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
         FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND ${USER_SCHEMA} AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
        ORDER BY n.nspname, c.relname, t.tgname`);
+    const foreignTables = await q<SchemaCatalog['foreignTables'][number]>(`
+      SELECT n.nspname AS schema, c.relname AS name,
+             (SELECT pg_catalog.format('%I.%I', pn.nspname, p.relname) FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND c.relispartition) AS "partitionOf"
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind = 'f' AND ${USER_SCHEMA} AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
+       ORDER BY n.nspname, c.relname`);
     const views = await q<CatalogView>(`
+      WITH RECURSIVE reads_foreign(oid) AS (
+        SELECT r.ev_class FROM pg_catalog.pg_rewrite r
+          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+          JOIN pg_catalog.pg_class f ON f.oid = d.refobjid AND f.relkind = 'f'
+        UNION
+        SELECT r.ev_class FROM reads_foreign rf
+          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = rf.oid
+          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+      )
       SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, pg_catalog.pg_get_viewdef(c.oid) AS def, coalesce(c.reloptions, '{}') AS options,
+             c.oid IN (SELECT oid FROM reads_foreign) AS "readsForeign",
              (SELECT coalesce(string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum), '')
                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
              pg_catalog.pg_get_userbyid(c.relowner) AS owner, ${grants('c.relacl', 'c.relowner')} AS grants, pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
@@ -163,7 +180,7 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
        ORDER BY p.oid`);
     const { rows: [v] } = await client.query<{ major: number }>(`SELECT current_setting('server_version_num')::int / 10000 AS major`);
     await client.query('COMMIT');
-    return { serverMajor: v?.major ?? 0, schemas, extensions, types, sequences, tables, indexes, constraints, triggers, views, functions };
+    return { serverMajor: v?.major ?? 0, schemas, extensions, types, sequences, tables, indexes, constraints, triggers, views, functions, foreignTables };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

@@ -351,10 +351,18 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     add({ key, label: key, phase: 'post-data', step: STEP.trigger, mode: 'create', statements, details: { definition: tr.def }, table });
     comment(key, `TRIGGER ${ident(tr.name)} ON ${qname(tr.schema, tr.table)}`, tr.comment, table);
   }
+  for (const f of catalog.foreignTables) {
+    const partition = f.partitionOf ? ` (a partition of ${f.partitionOf}: its rows are not migrated with the rest)` : '';
+    notes.push(`foreign table ${qname(f.schema, f.name)} is not copied${partition}: its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand`);
+  }
   catalog.views.forEach((v, i) => {
     const name = qname(v.schema, v.name);
     const word = v.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW';
     const key = `${word.toLowerCase()} ${name}`;
+    if (v.readsForeign) {
+      notes.push(`${key} is not copied: it reads a foreign table; create it on the target by hand once the foreign table is there`);
+      return;
+    }
     const body = v.def.trim().replace(/;$/, '');
     const withOptions = v.options.length > 0 ? ` WITH (${v.options.join(', ')})` : '';
     const statement = v.kind === 'm' ? `CREATE MATERIALIZED VIEW ${name}${withOptions} AS\n${body}\nWITH DATA` : `CREATE VIEW ${name}${withOptions} AS\n${body}`;

@@ -17,6 +17,8 @@ export interface SchemaCatalog {
   triggers: CatalogTrigger[];
   views: CatalogView[];
   functions: CatalogFunction[];
+  /** Not copied (their rows live on another server): named in a note, with the views that read them. */
+  foreignTables: { schema: string; name: string; partitionOf: string | null }[];
 }
 
 /** One privilege granted on an object (from `aclexplode`); the owner's own grants are left out. */
@@ -189,6 +191,8 @@ export interface CatalogView extends Owned {
   columns: string;
   options: string[];
   columnComments: { column: string; comment: string }[];
+  /** Reads a foreign table, directly or through other views: it cannot be created on the target. */
+  readsForeign: boolean;
 }
 
 export interface CatalogFunction extends Owned {
@@ -220,5 +224,5 @@ export interface TargetFacts {
 
 /** An empty catalog: what a target without any user objects looks like. */
 export function emptyCatalog(): SchemaCatalog {
-  return { serverMajor: 0, schemas: [], extensions: [], types: [], sequences: [], tables: [], indexes: [], constraints: [], triggers: [], views: [], functions: [] };
+  return { serverMajor: 0, schemas: [], extensions: [], types: [], sequences: [], tables: [], indexes: [], constraints: [], triggers: [], views: [], functions: [], foreignTables: [] };
 }

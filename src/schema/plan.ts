@@ -53,6 +53,7 @@ export function scopeCatalog(catalog: SchemaCatalog, selected: TableName[]): { c
       constraints,
       triggers: catalog.triggers.filter((t) => has(t.schema, t.table)),
       views: [],
+      foreignTables: [],
       sequences: catalog.sequences.map((s) => (s.ownedBy && !has(s.ownedBy.schema, s.ownedBy.table) ? { ...s, ownedBy: null } : s)),
     },
   };
@@ -86,6 +87,8 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
   const plan: SchemaPlan = { preData: [], postData: [], conflicts: [], notes: [...source.notes], unchanged: 0 };
   const skippedTables = new Set<string>();
   const missingRoles = new Set<string>();
+  /** Owner -> the objects the target role cannot give it. */
+  const unassignable = new Map<string, string[]>();
   for (const o of source.objects) {
     const there = existing.get(o.key);
     if (!there) {
@@ -106,6 +109,11 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       for (const r of lacking) missingRoles.add(r);
       continue;
     }
+    const owner = o.key.startsWith('owner of ') ? o.details['owner'] : undefined;
+    if (owner !== undefined && facts && !facts.assignableOwners.has(owner)) {
+      unassignable.set(owner, [...(unassignable.get(owner) ?? []), o.key.slice('owner of '.length)]);
+      continue;
+    }
     if (there && o.mode !== 'always') {
       const diff = firstDifference(o, there, source.serverMajor === target?.serverMajor);
       if (diff === null) {
@@ -118,6 +126,12 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       }
     }
     (o.phase === 'pre-data' ? plan.preData : plan.postData).push(o);
+  }
+  for (const [owner, objects] of unassignable) {
+    const user = facts!.currentUser;
+    plan.conflicts.push(
+      `target: role ${user} cannot give objects to role ${owner}, which owns ${objects[0]}${objects.length > 1 ? ` and ${objects.length - 1} more` : ''} on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}, connect as a superuser, or start with --schema-copy=false and create the schema yourself`,
+    );
   }
   for (const r of missingRoles) plan.notes.push(`role ${r} does not exist on the target: ownership and privileges naming it are not copied (create the role on the target to have them copied)`);
   return plan;

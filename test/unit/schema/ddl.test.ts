@@ -105,7 +105,7 @@ describe('schema DDL (pure)', () => {
   });
 
   it('compares a view by its columns across major versions, and by its definition within one', () => {
-    const view = (def: string, major: number) => buildSchema(catalog({ serverMajor: major, views: [{ schema: 'public', name: 'v', kind: 'v', def, columns: '"id" integer', options: [], owner: 'postgres', grants: [], comment: null, columnComments: [] }] }));
+    const view = (def: string, major: number) => buildSchema(catalog({ serverMajor: major, views: [{ schema: 'public', name: 'v', kind: 'v', def, columns: '"id" integer', options: [], owner: 'postgres', grants: [], comment: null, columnComments: [], readsForeign: false }] }));
     expect(planSchema(view(' SELECT t.id FROM public.t;', 14), view(' SELECT id FROM public.t;', 18), facts).conflicts).toEqual([]);
     expect(planSchema(view(' SELECT t.id FROM public.t;', 18), view(' SELECT t.id + 1 AS id FROM public.t;', 18), facts).conflicts).toHaveLength(1);
   });
@@ -117,6 +117,20 @@ describe('schema DDL (pure)', () => {
     expect(plan.conflicts).toEqual([]);
     expect(plan.preData).toEqual([]);
     expect(plan.notes.join('\n')).toContain('table "public"."part_1" is not created');
+  });
+
+  it('names foreign tables (and foreign partitions) in notes, and leaves out the views that read them', () => {
+    const v = (name: string, readsForeign: boolean) => ({ schema: 'public', name, kind: 'v' as const, def: ' SELECT 1;', columns: '"x" integer', options: [], owner: 'app', grants: [], comment: null, columnComments: [], readsForeign });
+    const built = buildSchema(catalog({
+      foreignTables: [{ schema: 'public', name: 'remote', partitionOf: null }, { schema: 'public', name: 'm_old', partitionOf: 'public.m' }],
+      views: [v('over_remote', true), v('local', false)],
+    }));
+    expect(built.notes).toEqual([
+      'foreign table "public"."remote" is not copied: its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand',
+      'foreign table "public"."m_old" is not copied (a partition of public.m: its rows are not migrated with the rest): its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand',
+      'view "public"."over_remote" is not copied: it reads a foreign table; create it on the target by hand once the foreign table is there',
+    ]);
+    expect(built.objects.filter((o) => o.key.startsWith('view ')).map((o) => o.key)).toEqual(['view "public"."local"']);
   });
 
   it('reports one conflict per owner the target role cannot give objects to, naming one object and how many more', () => {
