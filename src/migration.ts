@@ -5,7 +5,7 @@ import { PgferryError, ErrorCodes, PreflightError, SchemaError, describeError, i
 import type { Logger } from './observability/logger.js';
 import { ERROR_KINDS, type Metrics, type Side } from './observability/metrics.js';
 import { formatLsn, maxLsn, parseLsn, type Lsn } from './protocol/lsn.js';
-import { cancelUntilEnded, connectClient, ident, negotiateSsl, qualified, tableKey, withSessionOptions } from './pg/connection.js';
+import { cancelUntilEnded, connectClient, negotiateSsl, qualified, tableKey, withSessionOptions } from './pg/connection.js';
 import { listSourceTables, type SourceTable } from './source/catalog.js';
 import { preflightSource } from './source/preflight.js';
 import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, readSlot, type SlotState } from './source/slot.js';
@@ -445,7 +445,7 @@ export class Migration {
         throw new PreflightError(`source: replication slot ${slot} already exists but this target has no pgferry state for it (another migration?); choose another --slot, or drop it with SELECT pg_drop_replication_slot('${slot}')`);
       }
       // The source's problems before pre-data writes anything to the target (with schema copy off, both sides' at once, below).
-      if (this.settings.schemaCopy) await allOf(preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log, publication }), preflightOwners(source, target, this.tables));
+      if (this.settings.schemaCopy) await preflightSource(source, this.tables, { slotExists: Boolean(existing), log: this.log, publication });
       // Schema copy, pre-data: while the initial copy is not done (it skips what exists), before the target's table checks.
       const schema = this.settings.schemaCopy
         ? await copySchemaPhase({ source, target, tables: this.settings.tables, phase: 'pre-data', log: this.log }).catch((err: unknown) => {
@@ -1146,32 +1146,6 @@ async function refuseSameDatabase(source: pg.Client, target: pg.Client): Promise
   if (s.started === t.started && s.db === t.db) {
     throw new PreflightError(`target: it is the source database itself (${s.db} on the same server); point --target at the database on the new server`);
   }
-}
-
-/**
- * Schema copy makes the source's owners the owners on the target (post-data, after the whole
- * copy): the target role must be able to give objects to each of them that exists there (a
- * missing one is skipped). Checked before anything is written, for the tables and their schemas.
- */
-async function preflightOwners(source: pg.Client, target: pg.Client, tables: SourceTable[]): Promise<void> {
-  const { rows: owners } = await source.query<{ name: string }>(
-    `SELECT pg_get_userbyid(c.relowner) AS name FROM pg_class c WHERE c.oid = ANY($1::oid[])
-     UNION SELECT pg_get_userbyid(n.nspowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[]) AND n.nspname <> 'public'`,
-    [tables.map((t) => t.oid)],
-  );
-  const { rows } = await target.query<{ user: string; role: string }>(
-    `SELECT current_user AS user, r.rolname AS role FROM pg_roles r
-      WHERE r.rolname = ANY($1::text[])
-        AND NOT pg_has_role(current_user, r.oid, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END)`,
-    [owners.map((o) => o.name)],
-  );
-  if (rows.length === 0) return;
-  const user = rows[0]!.user;
-  throw new PreflightError(
-    rows
-      .map((r) => `target: role ${user} cannot give objects to role ${r.role}, which owns migrated tables on the source (schema copy sets the same owners); run GRANT ${ident(r.role)} TO ${ident(user)}, connect as a superuser, or start with --schema-copy=false and create the schema yourself`)
-      .join('\n'),
-  );
 }
 
 /** Runs both preflights and reports the problems of both sides in one error. */
