@@ -151,10 +151,11 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
         SELECT r.ev_class FROM pg_catalog.pg_rewrite r
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
           JOIN pg_catalog.pg_class f ON f.oid = d.refobjid AND f.relkind = 'f'
+         WHERE r.rulename = '_RETURN'
         UNION
         SELECT r.ev_class FROM reads_foreign rf
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = rf.oid
-          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.rulename = '_RETURN'
       )
       SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, pg_catalog.pg_get_viewdef(c.oid) AS def, coalesce(c.reloptions, '{}') AS options,
              c.oid IN (SELECT oid FROM reads_foreign) AS "readsForeign",
@@ -196,11 +197,20 @@ export async function readTargetFacts(client: pg.Client): Promise<TargetFacts> {
             pg_catalog.pg_has_role(current_user, oid, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) AS assignable
        FROM pg_catalog.pg_roles`,
   );
+  const { rows: [me] } = await client.query<{ superuser: boolean }>(`SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user`);
+  const creators = await client.query<{ schema: string; roles: string[] }>(
+    `SELECT n.nspname AS schema, coalesce(array_agg(r.rolname) FILTER (WHERE pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')), '{}') AS roles
+       FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
+      WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND r.rolname !~ '^pg_'
+      GROUP BY n.nspname`,
+  );
   return {
     availableExtensions: new Set(ext.rows.map((r) => r.name)),
     roles: new Set(roles.rows.map((r) => r.name)),
     currentUser: roles.rows.find((r) => r.current)?.name ?? '',
     assignableOwners: new Set(roles.rows.filter((r) => r.assignable).map((r) => r.name)),
+    superuser: me?.superuser === true,
+    schemaCreators: new Map(creators.rows.map((r) => [r.schema, new Set(r.roles)])),
   };
 }
 

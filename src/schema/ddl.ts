@@ -29,6 +29,11 @@ export interface SchemaObject {
   statements: string[];
   /** Compared aspect by aspect; the first that differs is what a conflict reports. */
   details: Record<string, string>;
+  /**
+   * On an owner change: the schema the object is in (the new owner needs CREATE there), or for a
+   * schema's own owner, `{ schema: name, isSchema: true }`.
+   */
+  owned?: { schema: string; isSchema?: true };
   /** Roles the statements name (owner, grantee): the object is skipped when one is missing on the target. */
   roles: string[];
   /** The extension the object creates: it must be available on the target. */
@@ -174,9 +179,9 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     if (text === null) return;
     add({ key: `comment on ${targetKey}`, label: `comment on ${what}`, phase: 'post-data', step: STEP.comment, mode: 'converge', statements: [`COMMENT ON ${what} IS ${literal(text)}`], details: { comment: text }, ...(table ? { table } : {}) });
   };
-  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], table?: string): void => {
+  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], owned: NonNullable<SchemaObject['owned']>, table?: string): void => {
     const extra = table ? { table } : {};
-    add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], ...extra });
+    add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], owned, ...extra });
     const byGrantee = new Map<string, Grant[]>();
     for (const g of grantList) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     for (const [grantee, list] of byGrantee) {
@@ -196,7 +201,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     add({ key, label: key, phase: 'pre-data', step: STEP.schema, mode: 'create', statements: [`CREATE SCHEMA ${ident(s.name)}`], details: {} });
     comment(key, `SCHEMA ${ident(s.name)}`, s.comment);
     // public's owner and privileges are the server's own defaults, and they changed in PostgreSQL 15.
-    if (s.name !== 'public') ownership(key, `SCHEMA ${ident(s.name)}`, s.owner, `SCHEMA ${ident(s.name)}`, s.grants);
+    if (s.name !== 'public') ownership(key, `SCHEMA ${ident(s.name)}`, s.owner, `SCHEMA ${ident(s.name)}`, s.grants, { schema: s.name, isSchema: true });
   }
   for (const e of catalog.extensions) {
     const key = `extension ${ident(e.name)}`;
@@ -236,7 +241,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     }
     add({ key, label: key, phase: 'pre-data', step: STEP.type, rank: t.oid, mode: 'create', statements: [statement], details });
     comment(key, `${word.toUpperCase()} ${name}`, t.comment);
-    ownership(key, `${word.toUpperCase()} ${name}`, t.owner, `${word.toUpperCase()} ${name}`, t.grants);
+    ownership(key, `${word.toUpperCase()} ${name}`, t.owner, `${word.toUpperCase()} ${name}`, t.grants, { schema: t.schema });
   }
   for (const f of catalog.functions) {
     const word = f.kind === 'p' ? 'PROCEDURE' : f.kind === 'a' ? 'AGGREGATE' : 'FUNCTION';
@@ -249,7 +254,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     const pre = f.neededByPreData;
     add({ key, label: key, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.preFunction : STEP.function, rank: f.oid, mode: 'create', statements: [f.def.trim()], details: { definition: normalizeSql(f.def) } });
     comment(key, `${word} ${signature}`, f.comment);
-    ownership(key, `${word} ${signature}`, f.owner, `${word} ${signature}`, f.grants);
+    ownership(key, `${word} ${signature}`, f.owner, `${word} ${signature}`, f.grants, { schema: f.schema });
   }
   for (const s of catalog.sequences) {
     const name = qname(s.schema, s.name);
@@ -261,7 +266,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       add({ key: `owned by of ${key}`, label: `OWNED BY of ${key}`, phase: 'pre-data', step: STEP.sequenceOwnedBy, mode: 'converge', statements: [`ALTER SEQUENCE ${name} OWNED BY ${qname(s.ownedBy.schema, s.ownedBy.table)}.${ident(s.ownedBy.column)}`], details: { 'owned by': `${table}.${ident(s.ownedBy.column)}` }, table });
     }
     comment(key, `SEQUENCE ${name}`, s.comment);
-    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants);
+    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants, { schema: s.schema });
   }
 
   const byKey = new Map(catalog.tables.map((t) => [tableKey(t.schema, t.name), t]));
@@ -299,7 +304,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     }
     comment(key, `TABLE ${name}`, t.comment, key);
     for (const c of t.columns) comment(`column ${ident(c.name)} of ${key}`, `COLUMN ${name}.${ident(c.name)}`, c.isLocal || !t.partitionOf ? c.comment : null, key);
-    ownership(key, `TABLE ${name}`, t.owner, `TABLE ${name}`, t.grants, key);
+    ownership(key, `TABLE ${name}`, t.owner, `TABLE ${name}`, t.grants, { schema: t.schema }, key);
     if (!t.partitionOf) add({ key: `analyze ${key}`, label: `ANALYZE ${key}`, phase: 'post-data', step: STEP.analyze, mode: 'always', statements: [`ANALYZE ${name}`], details: {}, table: key, lock: { family: key, shared: false }, whileStreaming: true });
   }
   for (const x of catalog.indexes) {
@@ -352,7 +357,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     comment(key, `TRIGGER ${ident(tr.name)} ON ${qname(tr.schema, tr.table)}`, tr.comment, table);
   }
   for (const f of catalog.foreignTables) {
-    const partition = f.partitionOf ? ` (a partition of ${f.partitionOf}: its rows are not migrated with the rest)` : '';
+    const partition = f.partitionOf ? ` (a partition of ${f.partitionOf}, which pgferry cannot migrate with it)` : '';
     notes.push(`foreign table ${qname(f.schema, f.name)} is not copied${partition}: its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand`);
   }
   catalog.views.forEach((v, i) => {
@@ -369,7 +374,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     add({ key, label: key, phase: 'post-data', step: STEP.view, rank: i, mode: 'create', statements: [statement], details: { columns: v.columns, options: v.options.join(', '), definition: normalizeSql(v.def) }, loose: ['definition'], table: `table ${name}` });
     comment(key, `${word} ${name}`, v.comment);
     for (const c of v.columnComments) comment(`column ${ident(c.column)} of ${key}`, `COLUMN ${name}.${ident(c.column)}`, c.comment);
-    ownership(key, `${word === 'VIEW' ? 'VIEW' : 'MATERIALIZED VIEW'} ${name}`, v.owner, `TABLE ${name}`, v.grants);
+    ownership(key, `${word === 'VIEW' ? 'VIEW' : 'MATERIALIZED VIEW'} ${name}`, v.owner, `TABLE ${name}`, v.grants, { schema: v.schema });
   });
   objects.sort((a, b) => a.step - b.step || a.rank - b.rank);
   return { objects, notes, serverMajor: catalog.serverMajor };

@@ -87,8 +87,8 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
   const plan: SchemaPlan = { preData: [], postData: [], conflicts: [], notes: [...source.notes], unchanged: 0 };
   const skippedTables = new Set<string>();
   const missingRoles = new Set<string>();
-  /** Owner -> the objects the target role cannot give it. */
-  const unassignable = new Map<string, string[]>();
+  /** An ownership change that would fail (see {@link ownerProblem}) -> the objects it is about. */
+  const problems = new Map<string, string[]>();
   for (const o of source.objects) {
     const there = existing.get(o.key);
     if (!there) {
@@ -109,11 +109,6 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       for (const r of lacking) missingRoles.add(r);
       continue;
     }
-    const owner = o.key.startsWith('owner of ') ? o.details['owner'] : undefined;
-    if (owner !== undefined && facts && !facts.assignableOwners.has(owner)) {
-      unassignable.set(owner, [...(unassignable.get(owner) ?? []), o.key.slice('owner of '.length)]);
-      continue;
-    }
     if (there && o.mode !== 'always') {
       const diff = firstDifference(o, there, source.serverMajor === target?.serverMajor);
       if (diff === null) {
@@ -125,16 +120,48 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
         continue;
       }
     }
+    const problem = facts && o.owned ? ownerProblem(o, o.owned, facts, source) : null;
+    if (problem) {
+      problems.set(problem, [...(problems.get(problem) ?? []), o.key.slice('owner of '.length)]);
+      continue;
+    }
     (o.phase === 'pre-data' ? plan.preData : plan.postData).push(o);
   }
-  for (const [owner, objects] of unassignable) {
-    const user = facts!.currentUser;
+  for (const [problem, objects] of problems) {
     plan.conflicts.push(
-      `target: role ${user} cannot give objects to role ${owner}, which owns ${objects[0]}${objects.length > 1 ? ` and ${objects.length - 1} more` : ''} on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}, connect as a superuser, or start with --schema-copy=false and create the schema yourself`,
+      `target: ${problem.replace('%s', `${objects[0]}${objects.length > 1 ? ` and ${objects.length - 1} more` : ''}`)}, connect as a superuser, or start with --schema-copy=false and create the schema yourself`,
     );
   }
   for (const r of missingRoles) plan.notes.push(`role ${r} does not exist on the target: ownership and privileges naming it are not copied (create the role on the target to have them copied)`);
   return plan;
+}
+
+/**
+ * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, with the
+ * remedy (`%s` stands for the objects), or null: the role must be able to SET ROLE to the new
+ * owner, and the new owner needs CREATE on the object's schema. A schema that schema copy creates
+ * gets its owner in the same step, before the objects in it, and its grants only after: there the
+ * new owner has CREATE only if it owns the schema.
+ */
+function ownerProblem(o: SchemaObject, owned: NonNullable<SchemaObject['owned']>, facts: TargetFacts, source: BuiltSchema): string | null {
+  if (facts.superuser) return null;
+  const owner = o.details['owner']!;
+  const user = facts.currentUser;
+  if (!facts.assignableOwners.has(owner)) {
+    return `role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`;
+  }
+  if (owned.isSchema) return null;
+  const creators = facts.schemaCreators.get(owned.schema);
+  if (creators ? creators.has(owner) : schemaOwner(source, owned.schema) === owner) return null;
+  const grant = `GRANT CREATE ON SCHEMA ${ident(owned.schema)} TO ${ident(owner)}`;
+  return creators
+    ? `role ${owner}, which owns %s on the source, has no CREATE privilege on schema ${owned.schema} on the target, which taking ownership needs; run ${grant}`
+    : `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run ${grant}`;
+}
+
+/** The owner schema copy gives `schema` (its creator, the target role, when the source's owner is skipped). */
+function schemaOwner(source: BuiltSchema, schema: string): string | undefined {
+  return source.objects.find((o) => o.owned?.isSchema && o.owned.schema === schema)?.details['owner'];
 }
 
 /** The plan as an SQL script for a human to review: pre-data and post-data clearly separated. */

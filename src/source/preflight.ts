@@ -65,9 +65,9 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
   }
 
   const oids = tables.map((t) => t.oid);
-  const { rows } = await client.query<{ oid: number; readable: boolean; schema: string; schema_usable: boolean; bad_partitions: string[]; unlogged: string[] }>(
+  const { rows } = await client.query<{ oid: number; readable: boolean; schema: string; schema_usable: boolean; bad_partitions: string[]; unlogged: string[]; foreign_partitions: string[] }>(
     `WITH leaves AS (
-       SELECT t.oid AS root, c.oid AS leaf, c.relreplident, c.relpersistence,
+       SELECT t.oid AS root, c.oid AS leaf, c.relreplident, c.relpersistence, c.relkind,
               EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
          FROM unnest($1::oid[]) AS t(oid)
          JOIN LATERAL (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf
@@ -77,7 +77,9 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
             (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.oid) AS schema,
             has_schema_privilege((SELECT c.relnamespace FROM pg_class c WHERE c.oid = r.oid), 'USAGE') AS schema_usable,
             ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
-                   AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions,
+                   AND l.relkind <> 'f' AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND l.has_key))) AS bad_partitions,
+            ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
+                   AND l.relkind = 'f') AS foreign_partitions,
             ARRAY(SELECT (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = l.leaf) FROM leaves l WHERE l.root = r.oid
                    AND l.relpersistence = 'u') AS unlogged
        FROM unnest($1::oid[]) AS r(oid)`,
@@ -97,6 +99,9 @@ export async function preflightSource(client: pg.Client, tables: SourceTable[], 
           ? `source: table ${leaf} is unlogged, so its changes cannot be replicated; run ALTER TABLE ${leaf} SET LOGGED on the source, or leave it out with --tables`
           : `source: partition ${leaf} of table ${tableKey(t)} is unlogged, so its changes cannot be replicated; run ALTER TABLE ${leaf} SET LOGGED on the source, or leave ${tableKey(t)} out with --tables`,
       );
+    }
+    for (const leaf of r.foreign_partitions) {
+      problems.push(`source: partition ${leaf} of table ${tableKey(t)} is a foreign table: its rows live on another server and its changes are not in this server's WAL; leave ${tableKey(t)} out with --tables and migrate it separately`);
     }
     for (const leaf of r.bad_partitions) {
       problems.push(

@@ -129,18 +129,20 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
 
   it('refuses a target role that cannot give the objects to their owners before writing anything', async () => {
     const [owner, typeOwner, user] = [`${db.name}_owner`, `${db.name}_towner`, `${db.name}_tgt`];
-    // A table, and a type it does not use, owned by roles the target role cannot give objects to.
+    // A table owned by a role the target role may give objects to, but that has no CREATE on the
+    // target's public (PostgreSQL 15+ grants it to no one), and a type the table does not use,
+    // owned by a role the target role cannot give objects to.
     await db.source.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner};
       CREATE TYPE mood AS ENUM ('ok'); ALTER TYPE mood OWNER TO ${typeOwner}`);
-    await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE ROLE ${user} LOGIN; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
+    await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE ROLE ${user} LOGIN; GRANT ${owner} TO ${user}; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
     try {
       const r = start(['--source', db.sourceUrl, '--target', db.targetUrl.replace('postgres@', `${user}@`), '--tables', 'owned', '--slot', `${db.slot}_own`]);
       expect(r.code).toBe(1);
-      const remedy = (role: string): string => `(schema copy sets the same owners); run GRANT "${role}" TO "${user}", connect as a superuser, or start with --schema-copy=false and create the schema yourself`;
+      const tail = ', connect as a superuser, or start with --schema-copy=false and create the schema yourself';
       expect(r.stderr.trim().split('\n').sort()).toEqual(
         [
-          `pgferry: target: role ${user} cannot give objects to role ${owner}, which owns table "public"."owned" on the source ${remedy(owner)}`,
-          `pgferry: target: role ${user} cannot give objects to role ${typeOwner}, which owns type "public"."mood" on the source ${remedy(typeOwner)}`,
+          `pgferry: target: role ${owner}, which owns table "public"."owned" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "${owner}"${tail}`,
+          `pgferry: target: role ${user} cannot give objects to role ${typeOwner}, which owns type "public"."mood" on the source (schema copy sets the same owners); run GRANT "${typeOwner}" TO "${user}"${tail}`,
         ].sort(),
       );
       expect((await db.target.query(`SELECT 1 FROM pg_class WHERE relname = 'owned'`)).rowCount).toBe(0);

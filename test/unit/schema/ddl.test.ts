@@ -16,7 +16,7 @@ function catalog(extra: Partial<SchemaCatalog>): SchemaCatalog {
   return { ...emptyCatalog(), serverMajor: 14, ...extra };
 }
 
-const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']) };
+const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']), superuser: true, schemaCreators: new Map<string, Set<string>>() };
 
 describe('schema DDL (pure)', () => {
   it('quotes every identifier and writes identity, generated, collation, default and NOT NULL', () => {
@@ -127,20 +127,34 @@ describe('schema DDL (pure)', () => {
     }));
     expect(built.notes).toEqual([
       'foreign table "public"."remote" is not copied: its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand',
-      'foreign table "public"."m_old" is not copied (a partition of public.m: its rows are not migrated with the rest): its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand',
+      'foreign table "public"."m_old" is not copied (a partition of public.m, which pgferry cannot migrate with it): its rows live on another server, and pgferry migrates neither it nor its server and user mappings; create them on the target by hand',
       'view "public"."over_remote" is not copied: it reads a foreign table; create it on the target by hand once the foreign table is there',
     ]);
     expect(built.objects.filter((o) => o.key.startsWith('view ')).map((o) => o.key)).toEqual(['view "public"."local"']);
   });
 
-  it('reports one conflict per owner the target role cannot give objects to, naming one object and how many more', () => {
-    const tables = [table('public', 'a', []), table('public', 'b', []), table('public', 'c', [], { owner: 'other' }), table('public', 'mine', [], { owner: 'loader' })];
-    const roles = new Set(['app', 'other', 'loader', 'postgres']);
-    const plan = planSchema(buildSchema(catalog({ tables })), null, { ...facts, roles, currentUser: 'loader', assignableOwners: new Set(['loader', 'other']) });
+  it('reports an ownership change a non-superuser target role cannot make, once per owner and reason, and only for objects that will change', () => {
+    const tables = [
+      table('public', 'a', []), table('public', 'b', []), table('public', 'c', [], { owner: 'other' }), table('public', 'mine', [], { owner: 'loader' }),
+      table('sales', 's1', [], { owner: 'other' }), table('sales', 's2', [], { owner: 'seller' }),
+    ];
+    const schemas = [{ name: 'sales', owner: 'seller', grants: [], comment: null }];
+    const nonSuper = {
+      ...facts, roles: new Set(['app', 'other', 'seller', 'loader', 'postgres']), currentUser: 'loader', superuser: false,
+      assignableOwners: new Set(['loader', 'other', 'seller']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
+    };
+    const tail = ', connect as a superuser, or start with --schema-copy=false and create the schema yourself';
+    const plan = planSchema(buildSchema(catalog({ schemas, tables })), null, nonSuper);
     expect(plan.conflicts).toEqual([
-      'target: role loader cannot give objects to role app, which owns table "public"."a" and 1 more on the source (schema copy sets the same owners); run GRANT "app" TO "loader", connect as a superuser, or start with --schema-copy=false and create the schema yourself',
+      `target: role loader cannot give objects to role app, which owns table "public"."a" and 1 more on the source (schema copy sets the same owners); run GRANT "app" TO "loader"${tail}`,
+      `target: role other, which owns table "public"."c" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "other"${tail}`,
+      `target: role other, which owns table "sales"."s1" on the source, would have no CREATE privilege on schema sales (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run GRANT CREATE ON SCHEMA "sales" TO "other"${tail}`,
     ]);
-    expect(plan.postData.filter((o) => o.key.startsWith('owner of ')).map((o) => o.key)).toEqual(['owner of table "public"."c"']);
+    expect(plan.postData.filter((o) => o.key.startsWith('owner of ')).map((o) => o.key)).toEqual(['owner of schema "sales"', 'owner of table "sales"."s2"']);
+    // Already on the target with the same owners: nothing changes, so nothing to refuse.
+    expect(planSchema(buildSchema(catalog({ schemas, tables })), buildSchema(catalog({ schemas, tables })), nonSuper).conflicts).toEqual([]);
+    // A superuser needs neither privilege.
+    expect(planSchema(buildSchema(catalog({ schemas, tables })), null, { ...nonSuper, superuser: true }).conflicts).toEqual([]);
   });
 
   it('narrows to --tables: partitions follow their parent, foreign keys to other tables and views are left out', () => {
