@@ -129,12 +129,14 @@ function connectTimeout(setting: string, value: unknown): number {
  * unset: libpq's default) or `allow`, as libpq does, once, before anything connects: `prefer`
  * tries TLS (unverified) and falls back to plaintext when the server refuses TLS or rejects the
  * encrypted connection; `allow` tries plaintext and falls back to TLS when the server rejects it.
- * Sets `config.ssl` in place (copies made afterwards inherit it). A server that cannot be reached
- * is left to the first real connection to report.
+ * Sets `config.ssl` in place (copies made afterwards inherit it). A server that does not answer
+ * at all (refused, timed out) fails here as {@link connectClient} would, rather than making the
+ * first real connection wait as long again; one that answers with an error (a password, a server
+ * starting up) is left to the first real connection.
  */
-export async function negotiateSsl(...configs: (pg.ClientConfig | null | undefined)[]): Promise<void> {
+export async function negotiateSsl(source?: pg.ClientConfig | null, target?: pg.ClientConfig | null): Promise<void> {
   await Promise.all(
-    configs.map(async (config) => {
+    ([[source, 'source'], [target, 'target']] as const).map(async ([config, side]) => {
       const how = config ? NEGOTIABLE.get(config) : undefined;
       if (!config || !how) return;
       NEGOTIABLE.delete(config);
@@ -144,6 +146,8 @@ export async function negotiateSsl(...configs: (pg.ClientConfig | null | undefin
         config.ssl = first;
       } else if (/does not support SSL/i.test(describeError(err))) {
         config.ssl = false; // final: plaintext is all this server speaks
+      } else if (!/^[0-9A-Z]{5}$/.test(String((err as { code?: unknown }).code ?? ''))) {
+        throw cannotConnect(config, side, err); // no SQLSTATE: the server never answered
       } else {
         // A pg_hba rejection of this kind of connection may accept the other; any other failure
         // (network, password, a server starting up) is left to the first real connection.
@@ -225,9 +229,13 @@ export async function connectClient(config: pg.ClientConfig, side: 'source' | 't
     await client.connect();
   } catch (err) {
     await client.end().catch(() => {});
-    throw new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err, retryable: true });
+    throw cannotConnect(config, side, err);
   }
   return client;
+}
+
+function cannotConnect(config: pg.ClientConfig, side: 'source' | 'target', err: unknown): PgferryError {
+  return new PgferryError(ErrorCodes.CONNECTION, `${side}: cannot connect to ${config.host ?? 'localhost'}:${config.port ?? 5432}/${config.database ?? ''} (${describeError(err)})`, { cause: err, retryable: true });
 }
 
 /**
