@@ -192,22 +192,22 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
 export async function readTargetFacts(client: pg.Client): Promise<TargetFacts> {
   const ext = await client.query<{ name: string }>('SELECT name FROM pg_catalog.pg_available_extensions');
   // PostgreSQL 16 split SET from membership; before it, a member may give objects to the role.
-  const roles = await client.query<{ name: string; current: boolean; assignable: boolean }>(
-    `SELECT rolname AS name, rolname = current_user AS current,
+  const roles = await client.query<{ name: string; current: boolean; superuser: boolean; assignable: boolean }>(
+    `SELECT rolname AS name, rolname = current_user AS current, rolsuper AS superuser,
             pg_catalog.pg_has_role(current_user, oid, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) AS assignable
        FROM pg_catalog.pg_roles`,
   );
-  const { rows: [me] } = await client.query<{ superuser: boolean }>(`SELECT rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user`);
   const creators = await client.query<{ schema: string; roles: string[] }>(
-    `SELECT n.nspname AS schema, coalesce(array_agg(r.rolname) FILTER (WHERE pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')), '{}') AS roles
+    `SELECT n.nspname AS schema, coalesce(array_agg(r.rolname::text) FILTER (WHERE pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')), '{}') AS roles
        FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
       WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND r.rolname !~ '^pg_'
       GROUP BY n.nspname`,
   );
+  const me = roles.rows.find((r) => r.current);
   return {
     availableExtensions: new Set(ext.rows.map((r) => r.name)),
     roles: new Set(roles.rows.map((r) => r.name)),
-    currentUser: roles.rows.find((r) => r.current)?.name ?? '',
+    currentUser: me?.name ?? '',
     assignableOwners: new Set(roles.rows.filter((r) => r.assignable).map((r) => r.name)),
     superuser: me?.superuser === true,
     schemaCreators: new Map(creators.rows.map((r) => [r.schema, new Set(r.roles)])),

@@ -87,7 +87,7 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
   const plan: SchemaPlan = { preData: [], postData: [], conflicts: [], notes: [...source.notes], unchanged: 0 };
   const skippedTables = new Set<string>();
   const missingRoles = new Set<string>();
-  /** An ownership change that would fail (see {@link ownerProblem}) -> the objects it is about. */
+  /** Why an ownership change would fail (see {@link ownerProblems}) -> the objects it is about. */
   const problems = new Map<string, string[]>();
   for (const o of source.objects) {
     const there = existing.get(o.key);
@@ -120,11 +120,9 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
         continue;
       }
     }
-    const problem = facts && o.owned ? ownerProblem(o, o.owned, facts, source) : null;
-    if (problem) {
-      problems.set(problem, [...(problems.get(problem) ?? []), o.key.slice('owner of '.length)]);
-      continue;
-    }
+    const found = facts && o.owned ? ownerProblems(o, o.owned, facts, source) : [];
+    for (const problem of found) problems.set(problem, [...(problems.get(problem) ?? []), o.key.slice('owner of '.length)]);
+    if (found.length > 0) continue;
     (o.phase === 'pre-data' ? plan.preData : plan.postData).push(o);
   }
   for (const [problem, objects] of problems) {
@@ -137,26 +135,30 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
 }
 
 /**
- * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, with the
- * remedy (`%s` stands for the objects), or null: the role must be able to SET ROLE to the new
- * owner, and the new owner needs CREATE on the object's schema. A schema that schema copy creates
- * gets its owner in the same step, before the objects in it, and its grants only after: there the
- * new owner has CREATE only if it owns the schema.
+ * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
+ * remedy (`%s` stands for the objects): the role must be able to SET ROLE to the new owner, and
+ * the new owner needs CREATE on the object's schema. A schema that schema copy creates gets its
+ * owner in the same step, before the objects in it, and its grants only after: there the new
+ * owner has CREATE only if it owns the schema.
  */
-function ownerProblem(o: SchemaObject, owned: NonNullable<SchemaObject['owned']>, facts: TargetFacts, source: BuiltSchema): string | null {
-  if (facts.superuser) return null;
+function ownerProblems(o: SchemaObject, owned: NonNullable<SchemaObject['owned']>, facts: TargetFacts, source: BuiltSchema): string[] {
+  if (facts.superuser) return [];
   const owner = o.details['owner']!;
   const user = facts.currentUser;
+  const problems: string[] = [];
   if (!facts.assignableOwners.has(owner)) {
-    return `role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`;
+    problems.push(`role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`);
   }
-  if (owned.isSchema) return null;
+  if (owned.isSchema) return problems;
   const creators = facts.schemaCreators.get(owned.schema);
-  if (creators ? creators.has(owner) : schemaOwner(source, owned.schema) === owner) return null;
+  if (creators ? creators.has(owner) : schemaOwner(source, owned.schema) === owner) return problems;
   const grant = `GRANT CREATE ON SCHEMA ${ident(owned.schema)} TO ${ident(owner)}`;
-  return creators
-    ? `role ${owner}, which owns %s on the source, has no CREATE privilege on schema ${owned.schema} on the target, which taking ownership needs; run ${grant}`
-    : `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run ${grant}`;
+  problems.push(
+    creators
+      ? `role ${owner}, which owns %s on the source, has no CREATE privilege on schema ${owned.schema} on the target, which taking ownership needs; run ${grant}`
+      : `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run ${grant}`,
+  );
+  return problems;
 }
 
 /** The owner schema copy gives `schema` (its creator, the target role, when the source's owner is skipped). */

@@ -143,14 +143,27 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
         [
           `pgferry: target: role ${owner}, which owns table "public"."owned" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "${owner}"${tail}`,
           `pgferry: target: role ${user} cannot give objects to role ${typeOwner}, which owns type "public"."mood" on the source (schema copy sets the same owners); run GRANT "${typeOwner}" TO "${user}"${tail}`,
+          `pgferry: target: role ${typeOwner}, which owns type "public"."mood" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "${typeOwner}"${tail}`,
         ].sort(),
       );
       expect((await db.target.query(`SELECT 1 FROM pg_class WHERE relname = 'owned'`)).rowCount).toBe(0);
       expect((await db.target.query(`SELECT 1 FROM pg_type WHERE typname = 'mood'`)).rowCount).toBe(0);
       expect((await db.source.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [`${db.slot}_own`])).rowCount).toBe(0);
+      // As told (and the role itself may create in public): the same start migrates, with the source's owners.
+      await db.target.query(`GRANT CREATE ON SCHEMA public TO ${owner}, ${typeOwner}, ${user}; GRANT ${typeOwner} TO ${user}`);
+      const app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl.replace('postgres@', `${user}@`), tables: 'owned', slot: `${db.slot}_own`, publication: `${db.name}_own` });
+      try {
+        await waitFor(() => app.status.phase === 'streaming' && app.status.schemaFinishing?.state === 'done', 'the migration as a non-superuser target role');
+        const { rows } = await db.target.query<{ owner: string }>(`SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'owned' UNION ALL SELECT pg_get_userbyid(typowner) FROM pg_type WHERE typname = 'mood'`);
+        expect(rows.map((x) => x.owner)).toEqual([owner, typeOwner]);
+      } finally {
+        await app.stop();
+      }
     } finally {
+      expect(cli(['cleanup', '--source', db.sourceUrl, '--target', db.targetUrl, '--slot', `${db.slot}_own`, '--publication', `${db.name}_own`]).code).toBe(0);
       await db.source.query(`DROP TABLE owned; DROP TYPE mood; DROP ROLE ${owner}; DROP ROLE ${typeOwner}`);
-      await db.target.query(`DROP SCHEMA IF EXISTS pgferry CASCADE; REVOKE CREATE ON DATABASE ${db.name} FROM ${user}; REVOKE SET ON PARAMETER session_replication_role FROM ${user}; DROP ROLE ${user}; DROP ROLE ${owner}; DROP ROLE ${typeOwner}`);
+      await db.target.query(`DROP SCHEMA IF EXISTS pgferry CASCADE; DROP TABLE IF EXISTS owned; DROP TYPE IF EXISTS mood; REVOKE CREATE ON SCHEMA public FROM ${owner}, ${typeOwner}, ${user};
+        REVOKE CREATE ON DATABASE ${db.name} FROM ${user}; REVOKE SET ON PARAMETER session_replication_role FROM ${user}; DROP ROLE ${user}; DROP ROLE ${owner}; DROP ROLE ${typeOwner}`);
     }
   });
 

@@ -147,6 +147,7 @@ describe('schema DDL (pure)', () => {
     const plan = planSchema(buildSchema(catalog({ schemas, tables })), null, nonSuper);
     expect(plan.conflicts).toEqual([
       `target: role loader cannot give objects to role app, which owns table "public"."a" and 1 more on the source (schema copy sets the same owners); run GRANT "app" TO "loader"${tail}`,
+      `target: role app, which owns table "public"."a" and 1 more on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "app"${tail}`,
       `target: role other, which owns table "public"."c" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "other"${tail}`,
       `target: role other, which owns table "sales"."s1" on the source, would have no CREATE privilege on schema sales (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run GRANT CREATE ON SCHEMA "sales" TO "other"${tail}`,
     ]);
