@@ -137,7 +137,7 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
 /**
  * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
  * remedy (`%s` stands for the objects): the role must be able to SET ROLE to the new owner, and
- * the new owner needs CREATE on the object's schema. A schema that schema copy creates gets its
+ * the new owner needs CREATE on the object's schema (on the database, for a schema). A schema that schema copy creates gets its
  * owner in the same step, before the objects in it, and its grants only after: there the new
  * owner has CREATE only if it owns the schema.
  */
@@ -149,7 +149,12 @@ function ownerProblems(o: SchemaObject, owned: NonNullable<SchemaObject['owned']
   if (!facts.assignableOwners.has(owner)) {
     problems.push(`role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`);
   }
-  if (owned.isSchema) return problems;
+  if (owned.isSchema) {
+    if (!facts.databaseCreators.has(owner)) {
+      problems.push(`role ${owner}, which owns %s on the source, has no CREATE privilege on database ${facts.database} on the target, which taking ownership of a schema needs; run GRANT CREATE ON DATABASE ${ident(facts.database)} TO ${ident(owner)}`);
+    }
+    return problems;
+  }
   const creators = facts.schemaCreators.get(owned.schema);
   if (creators ? creators.has(owner) : schemaOwner(source, owned.schema) === owner) return problems;
   const grant = `GRANT CREATE ON SCHEMA ${ident(owned.schema)} TO ${ident(owner)}`;
