@@ -179,9 +179,10 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     if (text === null) return;
     add({ key: `comment on ${targetKey}`, label: `comment on ${what}`, phase: 'post-data', step: STEP.comment, mode: 'converge', statements: [`COMMENT ON ${what} IS ${literal(text)}`], details: { comment: text }, ...(table ? { table } : {}) });
   };
-  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], owned: NonNullable<SchemaObject['owned']>, table?: string): void => {
+  /** An owner change (unless `owned` is null: the owner follows another object's) and the grants. */
+  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], owned: SchemaObject['owned'] | null, table?: string): void => {
     const extra = table ? { table } : {};
-    add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], owned, ...extra });
+    if (owned) add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], owned, ...extra });
     const byGrantee = new Map<string, Grant[]>();
     for (const g of grantList) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     for (const [grantee, list] of byGrantee) {
@@ -266,7 +267,9 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       add({ key: `owned by of ${key}`, label: `OWNED BY of ${key}`, phase: 'pre-data', step: STEP.sequenceOwnedBy, mode: 'converge', statements: [`ALTER SEQUENCE ${name} OWNED BY ${qname(s.ownedBy.schema, s.ownedBy.table)}.${ident(s.ownedBy.column)}`], details: { 'owned by': `${table}.${ident(s.ownedBy.column)}` }, table });
     }
     comment(key, `SEQUENCE ${name}`, s.comment);
-    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants, { schema: s.schema });
+    // A sequence owned by a column has its table's owner, and only ALTER TABLE ... OWNER TO can
+    // change it (PostgreSQL refuses ALTER SEQUENCE ... OWNER TO on it).
+    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants, s.ownedBy ? null : { schema: s.schema });
   }
 
   const byKey = new Map(catalog.tables.map((t) => [tableKey(t.schema, t.name), t]));

@@ -132,7 +132,7 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
     // A table owned by a role the target role may give objects to, but that has no CREATE on the
     // target's public (PostgreSQL 15+ grants it to no one), and a type the table does not use,
     // owned by a role the target role cannot give objects to.
-    await db.source.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner};
+    await db.source.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE TABLE owned (id serial PRIMARY KEY); ALTER TABLE owned OWNER TO ${owner};
       CREATE TYPE mood AS ENUM ('ok'); ALTER TYPE mood OWNER TO ${typeOwner}`);
     await db.target.query(`CREATE ROLE ${owner}; CREATE ROLE ${typeOwner}; CREATE ROLE ${user} LOGIN; GRANT ${owner} TO ${user}; GRANT CREATE ON DATABASE ${db.name} TO ${user}; GRANT SET ON PARAMETER session_replication_role TO ${user}`);
     try {
@@ -154,8 +154,12 @@ describe('preflight refuses what cannot migrate safely, with the remedy', () => 
       const app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl.replace('postgres@', `${user}@`), tables: 'owned', slot: `${db.slot}_own`, publication: `${db.name}_own` });
       try {
         await waitFor(() => app.status.phase === 'streaming' && app.status.schemaFinishing?.state === 'done', 'the migration as a non-superuser target role');
-        const { rows } = await db.target.query<{ owner: string }>(`SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'owned' UNION ALL SELECT pg_get_userbyid(typowner) FROM pg_type WHERE typname = 'mood'`);
-        expect(rows.map((x) => x.owner)).toEqual([owner, typeOwner]);
+        // The serial column's sequence follows its table (ALTER SEQUENCE ... OWNER TO is refused on it).
+        const { rows } = await db.target.query<{ owner: string }>(
+          `SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'owned' UNION ALL SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'owned_id_seq'
+           UNION ALL SELECT pg_get_userbyid(typowner) FROM pg_type WHERE typname = 'mood'`,
+        );
+        expect(rows.map((x) => x.owner)).toEqual([owner, owner, typeOwner]);
       } finally {
         await app.stop();
       }
