@@ -220,6 +220,8 @@ export interface TargetFacts {
   currentUser: string;
   /** Roles it may give objects to (ALTER ... OWNER TO needs SET ROLE to the new owner; a superuser, any). */
   assignableOwners: Set<string>;
+  /** Roles whose privileges it has: it may change the owner of what they own. */
+  ownerPrivileges: Set<string>;
   /** A superuser: ownership changes need neither of the privileges below or above. */
   superuser: boolean;
   /** Schema -> the roles with CREATE on it, for the schemas that exist on the target (a new owner needs it). */

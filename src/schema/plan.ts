@@ -89,6 +89,8 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
   const missingRoles = new Set<string>();
   /** Why an ownership change would fail (see {@link ownerProblems}) -> the objects it is about. */
   const problems = new Map<string, string[]>();
+  /** Schemas whose owner the plan changes (before the objects in them: schemas come first), to whom. */
+  const newSchemaOwners = new Map<string, string>();
   for (const o of source.objects) {
     const there = existing.get(o.key);
     if (!there) {
@@ -120,9 +122,10 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
         continue;
       }
     }
-    const found = facts && o.owned ? ownerProblems(o, o.owned, facts, source) : [];
+    const found = facts && o.owned ? ownerProblems(o, o.owned, facts, { source, existing, newSchemaOwners }) : [];
     for (const problem of found) problems.set(problem, [...(problems.get(problem) ?? []), o.key.slice('owner of '.length)]);
     if (found.length > 0) continue;
+    if (o.owned?.isSchema) newSchemaOwners.set(o.owned.schema, o.details['owner']!);
     (o.phase === 'pre-data' ? plan.preData : plan.postData).push(o);
   }
   for (const [problem, objects] of problems) {
@@ -136,16 +139,27 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
 
 /**
  * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
- * remedy (`%s` stands for the objects): the role must be able to SET ROLE to the new owner, and
- * the new owner needs CREATE on the object's schema (on the database, for a schema). A schema that schema copy creates gets its
- * owner in the same step, before the objects in it, and its grants only after: there the new
- * owner has CREATE only if it owns the schema.
+ * remedy (`%s` stands for the objects): the role must have the privileges of the object's owner on
+ * the target when it exists there, be able to SET ROLE to the new owner, and the new owner needs
+ * CREATE on the object's schema (on the database, for a schema). Owner changes run schemas first,
+ * before their grants: in a schema schema copy creates, or whose owner it changes, the new owner
+ * has CREATE if it is the schema's new owner (or, in an existing schema, has it now other than as
+ * the schema's old owner).
  */
-function ownerProblems(o: SchemaObject, owned: NonNullable<SchemaObject['owned']>, facts: TargetFacts, source: BuiltSchema): string[] {
+function ownerProblems(
+  o: SchemaObject,
+  owned: NonNullable<SchemaObject['owned']>,
+  facts: TargetFacts,
+  plan: { source: BuiltSchema; existing: Map<string, SchemaObject>; newSchemaOwners: Map<string, string> },
+): string[] {
   if (facts.superuser) return [];
   const owner = o.details['owner']!;
   const user = facts.currentUser;
   const problems: string[] = [];
+  const current = plan.existing.get(o.key)?.details['owner'];
+  if (current !== undefined && !facts.ownerPrivileges.has(current)) {
+    problems.push(`role ${user} cannot take objects from role ${current}, which owns %s on the target; run GRANT ${ident(current)} TO ${ident(user)}`);
+  }
   if (!facts.assignableOwners.has(owner)) {
     problems.push(`role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`);
   }
@@ -156,18 +170,23 @@ function ownerProblems(o: SchemaObject, owned: NonNullable<SchemaObject['owned']
     return problems;
   }
   const creators = facts.schemaCreators.get(owned.schema);
-  if (creators ? creators.has(owner) : schemaOwner(source, owned.schema) === owner) return problems;
+  const schemaOwner = creators ? plan.newSchemaOwners.get(owned.schema) : sourceSchemaOwner(plan.source, owned.schema);
+  const oldSchemaOwner = plan.existing.get(`owner of schema ${ident(owned.schema)}`)?.details['owner'];
+  const creates = owner === schemaOwner || (creators !== undefined && creators.has(owner) && (schemaOwner === undefined || owner !== oldSchemaOwner));
+  if (creates) return problems;
   const grant = `GRANT CREATE ON SCHEMA ${ident(owned.schema)} TO ${ident(owner)}`;
   problems.push(
-    creators
-      ? `role ${owner}, which owns %s on the source, has no CREATE privilege on schema ${owned.schema} on the target, which taking ownership needs; run ${grant}`
-      : `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run ${grant}`,
+    !creators
+      ? `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run ${grant}`
+      : schemaOwner === undefined
+        ? `role ${owner}, which owns %s on the source, has no CREATE privilege on schema ${owned.schema} on the target, which taking ownership needs; run ${grant}`
+        : `role ${owner}, which owns %s on the source, would have no CREATE privilege on schema ${owned.schema} once schema copy gives the schema to role ${schemaOwner}; run ${grant}`,
   );
   return problems;
 }
 
 /** The owner schema copy gives `schema` (its creator, the target role, when the source's owner is skipped). */
-function schemaOwner(source: BuiltSchema, schema: string): string | undefined {
+function sourceSchemaOwner(source: BuiltSchema, schema: string): string | undefined {
   return source.objects.find((o) => o.owned?.isSchema && o.owned.schema === schema)?.details['owner'];
 }
 

@@ -16,7 +16,7 @@ function catalog(extra: Partial<SchemaCatalog>): SchemaCatalog {
   return { ...emptyCatalog(), serverMajor: 14, ...extra };
 }
 
-const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']), superuser: true, schemaCreators: new Map<string, Set<string>>(), database: 'db', databaseCreators: new Set<string>() };
+const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']), ownerPrivileges: new Set(['app', 'postgres']), superuser: true, schemaCreators: new Map<string, Set<string>>(), database: 'db', databaseCreators: new Set<string>() };
 
 describe('schema DDL (pure)', () => {
   it('quotes every identifier and writes identity, generated, collation, default and NOT NULL', () => {
@@ -141,7 +141,7 @@ describe('schema DDL (pure)', () => {
     const schemas = [{ name: 'sales', owner: 'seller', grants: [], comment: null }];
     const nonSuper = {
       ...facts, roles: new Set(['app', 'other', 'seller', 'loader', 'postgres']), currentUser: 'loader', superuser: false,
-      assignableOwners: new Set(['loader', 'other', 'seller']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
+      assignableOwners: new Set(['loader', 'other', 'seller']), ownerPrivileges: new Set(['loader']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
       databaseCreators: new Set(['loader']),
     };
     const tail = ', connect as a superuser, or start with --schema-copy=false and create the schema yourself';
@@ -158,6 +158,29 @@ describe('schema DDL (pure)', () => {
     expect(planSchema(buildSchema(catalog({ schemas, tables })), buildSchema(catalog({ schemas, tables })), nonSuper).conflicts).toEqual([]);
     // A superuser needs neither privilege.
     expect(planSchema(buildSchema(catalog({ schemas, tables })), null, { ...nonSuper, superuser: true }).conflicts).toEqual([]);
+
+    // On the target: schema sales (and a table in it) made by the target role itself, a table owned
+    // by a role whose privileges it lacks. Schema copy gives sales to seller first: seller's table
+    // needs no grant, loader loses CREATE there (it had it as the owner), and taking the table from
+    // ghost is refused.
+    const onTarget = buildSchema(catalog({
+      schemas: [{ name: 'sales', owner: 'loader', grants: [], comment: null }],
+      tables: [table('sales', 's2', [], { owner: 'loader' }), table('sales', 's3', [], { owner: 'loader' }), table('public', 'g', [], { owner: 'ghost' })],
+    }));
+    const fromSource = buildSchema(catalog({
+      schemas,
+      tables: [table('sales', 's2', [], { owner: 'seller' }), table('sales', 's3', [], { owner: 'other' }), table('public', 'g', [], { owner: 'loader' })],
+    }));
+    const existing = { ...nonSuper, roles: new Set([...nonSuper.roles, 'ghost']), ownerPrivileges: new Set(['loader', 'other', 'seller']), databaseCreators: new Set(['loader', 'seller']), schemaCreators: new Map([['public', new Set(['loader'])], ['sales', new Set(['loader', 'other'])]]) };
+    const refused = planSchema(fromSource, onTarget, existing).conflicts;
+    expect(refused).toEqual([
+      `target: role loader cannot take objects from role ghost, which owns table "public"."g" on the target; run GRANT "ghost" TO "loader"${tail}`,
+    ]);
+    // Without its own CREATE on sales, other's table is refused: sales' grants come after the owners.
+    const lost = planSchema(fromSource, onTarget, { ...existing, ownerPrivileges: new Set(['loader', 'other', 'seller', 'ghost']), schemaCreators: new Map([['public', new Set(['loader'])], ['sales', new Set(['loader'])]]) }).conflicts;
+    expect(lost).toEqual([
+      `target: role other, which owns table "sales"."s3" on the source, would have no CREATE privilege on schema sales once schema copy gives the schema to role seller; run GRANT CREATE ON SCHEMA "sales" TO "other"${tail}`,
+    ]);
   });
 
   it('narrows to --tables: partitions follow their parent, foreign keys to other tables and views are left out', () => {
