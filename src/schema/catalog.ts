@@ -192,10 +192,9 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
 export async function readTargetFacts(client: pg.Client): Promise<TargetFacts> {
   const ext = await client.query<{ name: string }>('SELECT name FROM pg_catalog.pg_available_extensions');
   // PostgreSQL 16 split SET from membership; before it, a member may give objects to the role.
-  const roles = await client.query<{ name: string; current: boolean; superuser: boolean; assignable: boolean; privileges: boolean; creates: boolean; database: string }>(
-    `SELECT rolname AS name, rolname = current_user AS current, rolsuper AS superuser, current_database() AS database,
+  const roles = await client.query<{ name: string; current: boolean; superuser: boolean; assignable: boolean; privileges: boolean }>(
+    `SELECT rolname AS name, rolname = current_user AS current, rolsuper AS superuser,
             pg_catalog.pg_has_role(current_user, oid, 'USAGE') AS privileges,
-            pg_catalog.has_database_privilege(oid, current_database(), 'CREATE') AS creates,
             pg_catalog.pg_has_role(current_user, oid, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) AS assignable
        FROM pg_catalog.pg_roles`,
   );
@@ -214,8 +213,6 @@ export async function readTargetFacts(client: pg.Client): Promise<TargetFacts> {
     ownerPrivileges: new Set(roles.rows.filter((r) => r.privileges).map((r) => r.name)),
     superuser: me?.superuser === true,
     schemaCreators: new Map(creators.rows.map((r) => [r.schema, new Set(r.roles)])),
-    database: me?.database ?? '',
-    databaseCreators: new Set(roles.rows.filter((r) => r.creates).map((r) => r.name)),
   };
 }
 

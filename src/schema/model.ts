@@ -226,9 +226,6 @@ export interface TargetFacts {
   superuser: boolean;
   /** Schema -> the roles with CREATE on it, for the schemas that exist on the target (a new owner needs it). */
   schemaCreators: Map<string, Set<string>>;
-  /** The target database, and the roles with CREATE on it (a schema's new owner needs it). */
-  database: string;
-  databaseCreators: Set<string>;
 }
 
 /** An empty catalog: what a target without any user objects looks like. */

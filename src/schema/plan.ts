@@ -141,7 +141,7 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
  * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
  * remedy (`%s` stands for the objects): the role must have the privileges of the object's owner on
  * the target when it exists there, be able to SET ROLE to the new owner, and the new owner needs
- * CREATE on the object's schema (on the database, for a schema). Owner changes run schemas first,
+ * CREATE on the object's schema. Owner changes run schemas first,
  * before their grants: in a schema schema copy creates, or whose owner it changes, the new owner
  * has CREATE if it is the schema's new owner (or, in an existing schema, has it now other than as
  * the schema's old owner).
@@ -163,12 +163,9 @@ function ownerProblems(
   if (!facts.assignableOwners.has(owner)) {
     problems.push(`role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`);
   }
-  if (owned.isSchema) {
-    if (!facts.databaseCreators.has(owner)) {
-      problems.push(`role ${owner}, which owns %s on the source, has no CREATE privilege on database ${facts.database} on the target, which taking ownership of a schema needs; run GRANT CREATE ON DATABASE ${ident(facts.database)} TO ${ident(owner)}`);
-    }
-    return problems;
-  }
+  // A schema's new owner needs nothing more (PostgreSQL checks CREATE on the database for the
+  // role making the change, which pgferry needs anyway for its own schema).
+  if (owned.isSchema) return problems;
   const creators = facts.schemaCreators.get(owned.schema);
   const schemaOwner = creators ? plan.newSchemaOwners.get(owned.schema) : sourceSchemaOwner(plan.source, owned.schema);
   const oldSchemaOwner = plan.existing.get(`owner of schema ${ident(owned.schema)}`)?.details['owner'];

@@ -16,7 +16,7 @@ function catalog(extra: Partial<SchemaCatalog>): SchemaCatalog {
   return { ...emptyCatalog(), serverMajor: 14, ...extra };
 }
 
-const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']), ownerPrivileges: new Set(['app', 'postgres']), superuser: true, schemaCreators: new Map<string, Set<string>>(), database: 'db', databaseCreators: new Set<string>() };
+const facts = { availableExtensions: new Set(['citext']), roles: new Set(['app', 'postgres']), currentUser: 'postgres', assignableOwners: new Set(['app', 'postgres']), ownerPrivileges: new Set(['app', 'postgres']), superuser: true, schemaCreators: new Map<string, Set<string>>() };
 
 describe('schema DDL (pure)', () => {
   it('quotes every identifier and writes identity, generated, collation, default and NOT NULL', () => {
@@ -142,18 +142,16 @@ describe('schema DDL (pure)', () => {
     const nonSuper = {
       ...facts, roles: new Set(['app', 'other', 'seller', 'loader', 'postgres']), currentUser: 'loader', superuser: false,
       assignableOwners: new Set(['loader', 'other', 'seller']), ownerPrivileges: new Set(['loader']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
-      databaseCreators: new Set(['loader']),
     };
     const tail = ', connect as a superuser, or start with --schema-copy=false and create the schema yourself';
     const plan = planSchema(buildSchema(catalog({ schemas, tables })), null, nonSuper);
     expect(plan.conflicts).toEqual([
-      `target: role seller, which owns schema "sales" on the source, has no CREATE privilege on database db on the target, which taking ownership of a schema needs; run GRANT CREATE ON DATABASE "db" TO "seller"${tail}`,
       `target: role loader cannot give objects to role app, which owns table "public"."a" and 1 more on the source (schema copy sets the same owners); run GRANT "app" TO "loader"${tail}`,
       `target: role app, which owns table "public"."a" and 1 more on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "app"${tail}`,
       `target: role other, which owns table "public"."c" on the source, has no CREATE privilege on schema public on the target, which taking ownership needs; run GRANT CREATE ON SCHEMA "public" TO "other"${tail}`,
       `target: role other, which owns table "sales"."s1" on the source, would have no CREATE privilege on schema sales (created by schema copy, owned by another role) when it takes ownership; create the schema on the target first and run GRANT CREATE ON SCHEMA "sales" TO "other"${tail}`,
     ]);
-    expect(plan.postData.filter((o) => o.key.startsWith('owner of ')).map((o) => o.key)).toEqual(['owner of table "sales"."s2"']);
+    expect(plan.postData.filter((o) => o.key.startsWith('owner of ')).map((o) => o.key)).toEqual(['owner of schema "sales"', 'owner of table "sales"."s2"']);
     // Already on the target with the same owners: nothing changes, so nothing to refuse.
     expect(planSchema(buildSchema(catalog({ schemas, tables })), buildSchema(catalog({ schemas, tables })), nonSuper).conflicts).toEqual([]);
     // A superuser needs neither privilege.
@@ -171,7 +169,7 @@ describe('schema DDL (pure)', () => {
       schemas,
       tables: [table('sales', 's2', [], { owner: 'seller' }), table('sales', 's3', [], { owner: 'other' }), table('public', 'g', [], { owner: 'loader' })],
     }));
-    const existing = { ...nonSuper, roles: new Set([...nonSuper.roles, 'ghost']), ownerPrivileges: new Set(['loader', 'other', 'seller']), databaseCreators: new Set(['loader', 'seller']), schemaCreators: new Map([['public', new Set(['loader'])], ['sales', new Set(['loader', 'other'])]]) };
+    const existing = { ...nonSuper, roles: new Set([...nonSuper.roles, 'ghost']), ownerPrivileges: new Set(['loader', 'other', 'seller']), schemaCreators: new Map([['public', new Set(['loader'])], ['sales', new Set(['loader', 'other'])]]) };
     const refused = planSchema(fromSource, onTarget, existing).conflicts;
     expect(refused).toEqual([
       `target: role loader cannot take objects from role ghost, which owns table "public"."g" on the target; run GRANT "ghost" TO "loader"${tail}`,
