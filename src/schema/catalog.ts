@@ -13,6 +13,10 @@ const grants = (acl: string, owner: string): string =>
   `(SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
         'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY a.grantee, a.privilege_type), '[]') FROM pg_catalog.aclexplode(${acl}) a WHERE a.grantee <> ${owner})`;
 
+/** `privilege` when PUBLIC, which has it by default, lacks it in `acl` (revoked on the source); else null. */
+const revokedFromPublic = (acl: string, privilege: string): string =>
+  `CASE WHEN ${acl} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(${acl}) a WHERE a.grantee = 0 AND a.privilege_type = '${privilege}') THEN '${privilege}' END`;
+
 /** A collation's qualified name, or null when it is the type's default. */
 const collationName = (oid: string, typeDefault: string): string =>
   `(SELECT pg_catalog.format('%I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
@@ -37,7 +41,7 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace ORDER BY e.oid`);
     const types = await q<CatalogType>(`
       SELECT t.oid::int8::float8 AS oid, n.nspname AS schema, t.typname AS name, t.typtype AS kind, pg_catalog.pg_get_userbyid(t.typowner) AS owner,
-             ${grants('t.typacl', 't.typowner')} AS grants, pg_catalog.obj_description(t.oid, 'pg_type') AS comment,
+             ${grants('t.typacl', 't.typowner')} AS grants, ${revokedFromPublic('t.typacl', 'USAGE')} AS "revokedFromPublic", pg_catalog.obj_description(t.oid, 'pg_type') AS comment,
              ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) AS labels,
              CASE WHEN t.typtype = 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END AS "baseType",
              CASE WHEN t.typtype = 'd' THEN pg_catalog.pg_get_expr(t.typdefaultbin, 0) END AS "defaultExpr",
@@ -170,7 +174,7 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
     const functions = await q<CatalogFunction>(`
       SELECT p.oid::int8::float8 AS oid, n.nspname AS schema, p.proname AS name, pg_catalog.pg_get_function_identity_arguments(p.oid) AS args, p.prokind AS kind,
              CASE WHEN p.prokind <> 'a' THEN pg_catalog.pg_get_functiondef(p.oid) END AS def,
-             pg_catalog.pg_get_userbyid(p.proowner) AS owner, ${grants('p.proacl', 'p.proowner')} AS grants, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
+             pg_catalog.pg_get_userbyid(p.proowner) AS owner, ${grants('p.proacl', 'p.proowner')} AS grants, ${revokedFromPublic('p.proacl', 'EXECUTE')} AS "revokedFromPublic", pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
              EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
                        AND (d.classid IN ('pg_catalog.pg_attrdef'::regclass, 'pg_catalog.pg_type'::regclass)
                             OR (d.classid = 'pg_catalog.pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)))) AS "neededByPreData"

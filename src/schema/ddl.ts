@@ -179,9 +179,15 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     if (text === null) return;
     add({ key: `comment on ${targetKey}`, label: `comment on ${what}`, phase: 'post-data', step: STEP.comment, mode: 'converge', statements: [`COMMENT ON ${what} IS ${literal(text)}`], details: { comment: text }, ...(table ? { table } : {}) });
   };
-  /** An owner change (unless `owned` is null: the owner follows another object's) and the grants. */
-  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], owned: SchemaObject['owned'] | null, table?: string): void => {
+  /**
+   * An owner change (unless `owned` is null: the owner follows another object's), the grants, and
+   * the revocation of a privilege PUBLIC has by default (`revoked`).
+   */
+  const ownership = (targetKey: string, alter: string, owner: string, grantOn: string, grantList: Grant[], owned: SchemaObject['owned'] | null, table?: string, revoked?: string | null): void => {
     const extra = table ? { table } : {};
+    if (revoked) {
+      add({ key: `revocation of ${revoked} from PUBLIC on ${targetKey}`, label: `${revoked} revoked from PUBLIC on ${targetKey}`, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`REVOKE ${revoked} ON ${grantOn} FROM PUBLIC`], details: { revoked }, ...extra });
+    }
     if (owned) add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], owned, ...extra });
     const byGrantee = new Map<string, Grant[]>();
     for (const g of grantList) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
@@ -242,7 +248,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     }
     add({ key, label: key, phase: 'pre-data', step: STEP.type, rank: t.oid, mode: 'create', statements: [statement], details });
     comment(key, `${word.toUpperCase()} ${name}`, t.comment);
-    ownership(key, `${word.toUpperCase()} ${name}`, t.owner, `${word.toUpperCase()} ${name}`, t.grants, { schema: t.schema });
+    ownership(key, `${word.toUpperCase()} ${name}`, t.owner, `${word.toUpperCase()} ${name}`, t.grants, { schema: t.schema }, undefined, t.revokedFromPublic);
   }
   for (const f of catalog.functions) {
     const word = f.kind === 'p' ? 'PROCEDURE' : f.kind === 'a' ? 'AGGREGATE' : 'FUNCTION';
@@ -255,7 +261,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     const pre = f.neededByPreData;
     add({ key, label: key, phase: pre ? 'pre-data' : 'post-data', step: pre ? STEP.preFunction : STEP.function, rank: f.oid, mode: 'create', statements: [f.def.trim()], details: { definition: normalizeSql(f.def) } });
     comment(key, `${word} ${signature}`, f.comment);
-    ownership(key, `${word} ${signature}`, f.owner, `${word} ${signature}`, f.grants, { schema: f.schema });
+    ownership(key, `${word} ${signature}`, f.owner, `${word} ${signature}`, f.grants, { schema: f.schema }, undefined, f.revokedFromPublic);
   }
   for (const s of catalog.sequences) {
     const name = qname(s.schema, s.name);

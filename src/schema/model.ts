@@ -34,6 +34,11 @@ export interface Owned {
   owner: string;
   grants: Grant[];
   comment: string | null;
+  /**
+   * A privilege PUBLIC has by default on this kind of object (EXECUTE on functions, USAGE on
+   * types) that the source revoked: a new object on the target has it until it is revoked there too.
+   */
+  revokedFromPublic?: string | null;
 }
 
 export interface CatalogSchema extends Owned {
