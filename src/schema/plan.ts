@@ -140,7 +140,8 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
 /**
  * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
  * remedy (`%s` stands for the objects): the role must have the privileges of the object's owner on
- * the target when it exists there, be able to SET ROLE to the new owner, and the new owner needs
+ * the target when it exists there, be able to SET ROLE to the new owner and have its privileges
+ * (the later grants and apply act on what it gave away), and the new owner needs
  * CREATE on the object's schema. Owner changes run schemas first,
  * before their grants: in a schema schema copy creates, or whose owner it changes, the new owner
  * has CREATE if it is the schema's new owner (or, in an existing schema, has it now other than as
@@ -162,6 +163,11 @@ function ownerProblems(
   }
   if (!facts.assignableOwners.has(owner)) {
     problems.push(`role ${user} cannot give objects to role ${owner}, which owns %s on the source (schema copy sets the same owners); run GRANT ${ident(owner)} TO ${ident(user)}`);
+  } else if (!facts.ownerPrivileges.has(owner)) {
+    // Without them it cannot even use a schema it has given away, nor grant on what it gave.
+    problems.push(
+      `role ${user} is a member of role ${owner} without its privileges (NOINHERIT), which it needs to go on with %s once ${owner} owns it; run GRANT ${ident(owner)} TO ${ident(user)} WITH INHERIT TRUE (PostgreSQL 16+) or ALTER ROLE ${ident(user)} INHERIT`,
+    );
   }
   // A schema's new owner needs nothing more (PostgreSQL checks CREATE on the database for the
   // role making the change, which pgferry needs anyway for its own schema).

@@ -141,7 +141,7 @@ describe('schema DDL (pure)', () => {
     const schemas = [{ name: 'sales', owner: 'seller', grants: [], comment: null }];
     const nonSuper = {
       ...facts, roles: new Set(['app', 'other', 'seller', 'loader', 'postgres']), currentUser: 'loader', superuser: false,
-      assignableOwners: new Set(['loader', 'other', 'seller']), ownerPrivileges: new Set(['loader']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
+      assignableOwners: new Set(['loader', 'other', 'seller']), ownerPrivileges: new Set(['loader', 'other', 'seller']), schemaCreators: new Map([['public', new Set(['loader', 'seller'])]]),
     };
     const tail = ', connect as a superuser, or start with --schema-copy=false and create the schema yourself';
     const plan = planSchema(buildSchema(catalog({ schemas, tables })), null, nonSuper);
@@ -156,6 +156,10 @@ describe('schema DDL (pure)', () => {
     expect(planSchema(buildSchema(catalog({ schemas, tables })), buildSchema(catalog({ schemas, tables })), nonSuper).conflicts).toEqual([]);
     // A superuser needs neither privilege.
     expect(planSchema(buildSchema(catalog({ schemas, tables })), null, { ...nonSuper, superuser: true }).conflicts).toEqual([]);
+    // A member that does not inherit the owner's privileges.
+    expect(planSchema(buildSchema(catalog({ schemas: [], tables: [table('public', 'n', [], { owner: 'seller' })] })), null, { ...nonSuper, ownerPrivileges: new Set(['loader']) }).conflicts).toEqual([
+      `target: role loader is a member of role seller without its privileges (NOINHERIT), which it needs to go on with table "public"."n" once seller owns it; run GRANT "seller" TO "loader" WITH INHERIT TRUE (PostgreSQL 16+) or ALTER ROLE "loader" INHERIT${tail}`,
+    ]);
 
     // On the target: schema sales (and a table in it) made by the target role itself, a table owned
     // by a role whose privileges it lacks. Schema copy gives sales to seller first: seller's table
