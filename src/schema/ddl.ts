@@ -274,8 +274,9 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     }
     comment(key, `SEQUENCE ${name}`, s.comment);
     // A sequence owned by a column has its table's owner, and only ALTER TABLE ... OWNER TO can
-    // change it (PostgreSQL refuses ALTER SEQUENCE ... OWNER TO on it).
-    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants, s.ownedBy ? null : { schema: s.schema });
+    // change it (PostgreSQL refuses ALTER SEQUENCE ... OWNER TO on it, and linking it later to a
+    // table with another owner).
+    ownership(key, `SEQUENCE ${name}`, s.owner, `SEQUENCE ${name}`, s.grants, s.ownedBy || s.linkedElsewhere ? null : { schema: s.schema });
   }
 
   const byKey = new Map(catalog.tables.map((t) => [tableKey(t.schema, t.name), t]));

@@ -84,6 +84,11 @@ export interface CatalogSequence extends Owned {
   cycle: boolean;
   /** `OWNED BY` (serial columns); null for free-standing sequences. */
   ownedBy: { schema: string; table: string; column: string } | null;
+  /**
+   * Owned by a column of a table outside `--tables` (`ownedBy` then null): its owner is left to that
+   * table's migration, which links it and gives it the table's owner.
+   */
+  linkedElsewhere?: boolean;
 }
 
 /** Options of an identity column's sequence. */

@@ -54,7 +54,7 @@ export function scopeCatalog(catalog: SchemaCatalog, selected: TableName[]): { c
       triggers: catalog.triggers.filter((t) => has(t.schema, t.table)),
       views: [],
       foreignTables: [],
-      sequences: catalog.sequences.map((s) => (s.ownedBy && !has(s.ownedBy.schema, s.ownedBy.table) ? { ...s, ownedBy: null } : s)),
+      sequences: catalog.sequences.map((s) => (s.ownedBy && !has(s.ownedBy.schema, s.ownedBy.table) ? { ...s, ownedBy: null, linkedElsewhere: true } : s)),
     },
   };
 }

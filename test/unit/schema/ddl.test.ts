@@ -192,6 +192,11 @@ describe('schema DDL (pure)', () => {
     });
     const { catalog: scoped, notes } = scopeCatalog(full, [{ schema: 'public', name: 'a' }]);
     expect(scoped.tables.map((t) => t.name)).toEqual(['a', 'a_1']);
+    // b's serial sequence stays, without an owner of its own: b's migration gives it b's owner.
+    const seq = { schema: 'public', name: 'b_id_seq', dataType: 'integer', start: '1', increment: '1', min: '1', max: '2147483647', cache: '1', cycle: false, owner: 'app', grants: [], comment: null };
+    const withSeq = scopeCatalog({ ...full, sequences: [{ ...seq, ownedBy: { schema: 'public', table: 'b', column: 'id' } }] }, [{ schema: 'public', name: 'a' }]).catalog;
+    expect(buildSchema(withSeq).objects.filter((o) => o.key.includes('b_id_seq')).map((o) => o.key)).toEqual(['sequence "public"."b_id_seq"']);
+    expect(buildSchema({ ...withSeq, sequences: [{ ...seq, ownedBy: null }] }).objects.filter((o) => o.key.includes('b_id_seq')).map((o) => o.key)).toEqual(['sequence "public"."b_id_seq"', 'owner of sequence "public"."b_id_seq"']);
     expect(scoped.constraints).toEqual([]);
     expect(notes[0]).toContain('references "public"."b"');
   });
