@@ -139,13 +139,12 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
 
 /**
  * Why `ALTER ... OWNER TO` of an object would fail for a non-superuser target role, each with its
- * remedy (`%s` stands for the objects): the role must have the privileges of the object's owner on
- * the target when it exists there, be able to SET ROLE to the new owner and have its privileges
- * (the later grants and apply act on what it gave away), and the new owner needs
- * CREATE on the object's schema. Owner changes run schemas first,
- * before their grants: in a schema schema copy creates, or whose owner it changes, the new owner
- * has CREATE if it is the schema's new owner (or, in an existing schema, has it now other than as
- * the schema's old owner).
+ * remedy (`%s` stands for the objects). The role must have the privileges of the object's current
+ * owner on the target, be able to SET ROLE to the new owner and inherit its privileges (the later
+ * grants and apply act on what it gave away); the new owner needs CREATE on the object's schema.
+ * Schemas change owner first and get their grants only after the owners: in a schema that schema
+ * copy creates or gives away, the new owner has CREATE only as the schema's new owner, or (in an
+ * existing schema) by a privilege it holds other than as the schema's old owner.
  */
 function ownerProblems(
   o: SchemaObject,
