@@ -54,6 +54,7 @@ program
   .option('--stream-large-transactions <bool>', 'apply large source transactions while they run: true or false (env PGFERRY_STREAM_LARGE_TRANSACTIONS, default true)')
   .option('--slot-retention-warning <size>', 'warn when the slot retains more source WAL, e.g. 10GB (env PGFERRY_SLOT_RETENTION_WARNING, default 10GB)')
   .option('--copy-workers <n>', 'initial copy sessions at once, 1-64 (env PGFERRY_COPY_WORKERS, default 4)')
+  .option('--apply-sessions <n>', 'target sessions applying a large group together, 1-16; above 1 needs max_prepared_transactions on the target (env PGFERRY_APPLY_SESSIONS, default 1)')
   .action(async (flags: RawSettings & { config?: string }) => {
     const settings = loadSettings(flags);
     const log = createLogger(settings.logLevel);

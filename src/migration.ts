@@ -12,6 +12,7 @@ import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, 
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier, type QueuedCommit } from './apply/applier.js';
+import { isSpreadConflict, Lanes, resolvePreparedShares } from './apply/lanes.js';
 import { StreamedTransactions } from './apply/streamed.js';
 import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
@@ -87,6 +88,11 @@ export class Migration {
    * set when a batched group hit a constraint (see {@link Applier.strict}), cleared once applied.
    */
   private strictThrough: Lsn | null = null;
+  /**
+   * Source transactions up to this commit LSN are applied on the main session only: set when a
+   * group spread over several sessions could not be (see {@link Lanes}), cleared once applied.
+   */
+  private oneSessionThrough: Lsn | null = null;
   /**
    * Ask the source to stream large transactions while they run (see {@link StreamedTransactions}).
    * Off for the rest of the process once one failed for a reason other than a lost connection: the
@@ -251,6 +257,12 @@ export class Migration {
           this.log.warn({ err }, 'a large transaction applied while it ran on the source failed; from now on large transactions are applied whole, after their commit');
           continue;
         }
+        if (isSpreadConflict(err) && this.settings.applySessions > 1 && this.lastBegun !== null && (this.oneSessionThrough === null || this.lastBegun > this.oneSessionThrough)) {
+          this.oneSessionThrough = this.lastBegun;
+          this.metrics.spreadRetries.inc();
+          this.log.info({ reason: describeError(err), through: formatLsn(this.lastBegun) }, 'a group applied on several sessions could not be split; applying it again on one session');
+          continue;
+        }
         if (isConstraintViolation(err) && this.lastBegun !== null && (this.strictThrough === null || this.lastBegun > this.strictThrough)) {
           // Batches reorder changes across tables: replay those transactions change by change (widening the
           // strict range when a later, batched transaction trips too; a failure within it is a real divergence).
@@ -412,7 +424,7 @@ export class Migration {
         throw new PreflightError(`source: table(s) ${listed.missing.map(tableKey).join(', ')} not found; check --tables (names are case-sensitive when quoted)`);
       }
       this.tables = listed.tables;
-      await preflightTarget(target, [], { mustBeEmpty: false });
+      await preflightTarget(target, [], { mustBeEmpty: false, applySessions: this.settings.applySessions });
       await ensureStateSchema(target).catch((err: unknown) => {
         throw new PreflightError(`target: cannot create pgferry's state schema "pgferry" (${describeError(err)}); grant CREATE on the target database to pgferry's role`);
       });
@@ -575,8 +587,10 @@ export class Migration {
     this.streamedFailure = null;
     const target = await connectClient(this.target(), 'target');
     this.applyTarget = target;
-    const applier = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
-    const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
+    const main = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
+    const helperClients: pg.Client[] = [];
+    const applier = new Lanes(main, this.settings.slot);
+    const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), main, this.settings.slot, this.log, this.settings.schemaCopy);
     this.streamedTxns = streamed;
     const queue = new Fifo<StreamEvent>();
     let paused = false;
@@ -585,11 +599,18 @@ export class Migration {
     let durablePoll: NodeJS.Timeout | null = null;
     try {
       await this.holdInstanceLock();
+      for (let n = 1; n < this.settings.applySessions; n++) {
+        const helper = await connectClient(this.target(), 'target');
+        helperClients.push(helper);
+        applier.addSession(new Applier(helper, this.settings.slot, this.log, this.settings.schemaCopy));
+      }
       await applier.init();
       // The previous session's last commit may still be running on the target: wait for it, or a group would apply twice.
       const state = await readMigration(target, this.settings.slot, { waitForWriters: true });
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
+      // Shares of a group spread over several sessions that an interrupted run prepared but did not commit.
+      await resolvePreparedShares(target, this.settings.slot, applied, this.log);
       this.status.connected.target = true;
       // Large transactions are applied while they run, unless turned off, a resumed copy's tables
       // still need each change's commit LSN (withoutCopied), or one failed in this process.
@@ -716,6 +737,7 @@ export class Migration {
           this.status.transactionsApplied += done.transactions;
           for (const c of done.counts.values()) this.status.changesApplied += c.insert + c.update + c.delete + c.truncate;
           this.metrics.transactionsApplied.inc(done.transactions);
+          if (done.sessions > 1) this.metrics.spreadGroups.inc();
           this.metrics.applyBatchDuration.observe((performance.now() - started) / 1000);
           for (const [table, c] of done.counts) {
             for (const op of ['insert', 'update', 'delete', 'truncate'] as const) if (c[op] > 0) this.metrics.changesApplied.inc({ table, op }, c[op]);
@@ -809,6 +831,8 @@ export class Migration {
               this.lastBegun = m.finalLsn;
               if (this.strictThrough !== null && m.finalLsn > this.strictThrough && applied > this.strictThrough) this.strictThrough = null;
               applier.strict = this.strictThrough !== null && m.finalLsn <= this.strictThrough;
+              if (this.oneSessionThrough !== null && m.finalLsn > this.oneSessionThrough && applied > this.oneSessionThrough) this.oneSessionThrough = null;
+              applier.spreadable = this.oneSessionThrough === null || m.finalLsn > this.oneSessionThrough;
               if (!applier.groupOpen) groupStarted = performance.now();
               // The server may resend a transaction that ends at or before what the target holds.
               skipping = m.finalLsn < applied;
@@ -949,6 +973,7 @@ export class Migration {
       this.streamedTxns = null;
       this.status.largeTransactions = streamed.summary();
       await target.end().catch(() => {});
+      for (const helper of helperClients) await helper.end().catch(() => {});
     }
   }
 

@@ -6,7 +6,7 @@ import { PgferryError, ErrorCodes, describeError, withTables } from '../errors.j
 import type { Logger } from '../observability/logger.js';
 import { parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
-import { ident, qualified, tableKey, type TableName } from '../pg/connection.js';
+import { ident, literal, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, insertStatement, matchStatement, truncateStatement, updateByKeysStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
 import { saveAppliedLsn } from './state-store.js';
 import { planDdl, type DdlPayload } from '../ddl/ddl-message.js';
@@ -48,9 +48,18 @@ interface QueuedStatement {
  */
 export interface QueuedCommit {
   lsn: Lsn;
+  /** Target sessions the group was applied on (1, or more when spread: see Lanes). */
+  sessions: number;
   transactions: number;
   counts: ChangeCounts;
   committed: Promise<{ targetLsn: Lsn; flushedLsn: Lsn }>;
+}
+
+/** One session's share of a group, prepared as a two-phase transaction named `gid` (see Applier.prepare). */
+export interface PreparedPart {
+  gid: string;
+  prepared: Promise<void>;
+  counts: ChangeCounts;
 }
 
 /** Counts of what one transaction did, per table and operation. */
@@ -260,11 +269,17 @@ export class Applier {
    * awaited: the group is built while the target still runs the one before (a failure of BEGIN
    * fails every command queued after it, see {@link serial}).
    */
-  begin(): void {
-    this.serial(() => this.client.query('BEGIN')).catch(() => {});
+  begin(lockTimeoutMs?: number): void {
+    const sql = lockTimeoutMs === undefined ? 'BEGIN' : `BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}`;
+    this.serial(() => this.client.query(sql)).catch(() => {});
     this.open = true;
     this.counts = new Map();
     this.group = { endLsn: null, transactions: 0, openedAt: performance.now() };
+  }
+
+  /** Makes the open transaction's lock waits fail after `ms` (error 55P03), from now on. */
+  lockTimeout(ms: number): void {
+    this.queueCommand(`SET LOCAL lock_timeout = ${Math.round(ms)}`);
   }
 
   /** Applies one row change or truncate inside the open transaction. */
@@ -488,23 +503,48 @@ export class Applier {
    * {@link walPositions}); with `durable`, the commit waits for that flush, which makes every
    * earlier group durable too. Returns null when there was nothing to commit.
    */
-  async commitGroup(opts: { durable?: boolean } = {}): Promise<QueuedCommit | null> {
+  async commitGroup(opts: { durable?: boolean; parts?: PreparedPart[] } = {}): Promise<QueuedCommit | null> {
     if (!this.open || this.group.endLsn === null) return null;
     await this.send();
     this.inFlight = []; // the commit below is queued after them, and fails with them
     const endLsn = this.group.endLsn;
+    const parts = opts.parts ?? [];
     // Queued, not awaited: the next group is built while the target commits this one.
     const committed = this.serial(async () => {
+      // Every part prepared (durable, and sure to commit) before the progress row commits; see Lanes.
+      for (const part of parts) await part.prepared;
       await saveAppliedLsn(this.client, this.slot, endLsn);
-      const results = (await this.client.query(
-        `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT; SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed`,
-      )) as unknown as pg.QueryResult<{ inserted: string; flushed: string }>[];
-      const wal = results[results.length - 1]!.rows[0]!;
+      const commit = `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT`;
+      const positions = 'SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed';
+      if (parts.length > 0) await this.client.query(commit);
+      // Each alone: COMMIT PREPARED cannot run in a multi-statement query's implicit transaction.
+      for (const part of parts) await this.client.query(`COMMIT PREPARED ${literal(part.gid)}`);
+      const results = (await this.client.query(parts.length > 0 ? positions : `${commit}; ${positions}`)) as unknown as
+        | pg.QueryResult<{ inserted: string; flushed: string }>
+        | pg.QueryResult<{ inserted: string; flushed: string }>[];
+      const wal = (Array.isArray(results) ? results[results.length - 1]! : results).rows[0]!;
       return { targetLsn: this.recordEnd(parseLsn(wal.inserted)), flushedLsn: parseLsn(wal.flushed) };
     });
     committed.catch(() => {}); // the caller awaits it
     this.open = false;
-    return { lsn: endLsn, transactions: this.group.transactions, counts: this.counts, committed };
+    for (const part of parts) mergeCounts(this.counts, part.counts);
+    return { lsn: endLsn, sessions: 1 + parts.length, transactions: this.group.transactions, counts: this.counts, committed };
+  }
+
+  /**
+   * Ends this session's share of a group split across sessions (see Lanes): sends what is buffered
+   * and queues `PREPARE TRANSACTION gid`, so the share survives anything until the session holding
+   * the progress row commits the group and then commits every prepared share. Returns null when the
+   * session has no open transaction (it got no change of this group).
+   */
+  async prepare(gid: string): Promise<PreparedPart | null> {
+    if (!this.open) return null;
+    await this.send();
+    this.inFlight = []; // PREPARE is queued after them, and fails with them
+    const prepared = this.serial(async () => void (await this.client.query(`PREPARE TRANSACTION ${literal(gid)}`)));
+    prepared.catch(() => {}); // awaited by the commit of the group
+    this.open = false;
+    return { gid, prepared, counts: this.counts };
   }
 
   /**
@@ -809,6 +849,14 @@ export class Applier {
     return countsFor(this.counts, plan);
   }
 
+}
+
+function mergeCounts(into: ChangeCounts, from: ChangeCounts): void {
+  for (const [table, c] of from) {
+    const mine = into.get(table);
+    if (!mine) into.set(table, { ...c });
+    else for (const op of ['insert', 'update', 'delete', 'truncate'] as const) mine[op] += c[op];
+  }
 }
 
 function countsFor(counts: ChangeCounts, plan: RelationPlan): { insert: number; update: number; delete: number; truncate: number } {

@@ -10,16 +10,22 @@ import type { SourceTable } from '../source/catalog.js';
  * with rows it did not write. With `shapeFromStream` (a resume with DDL capture), a missing table or
  * column is not a problem: the target's shape follows the stream, which has not caught up with the
  * source's current catalog yet (the applier checks each relation against the stream's own shape).
- * Reports every problem at once.
+ * With `applySessions` above 1, the target must allow that many minus one prepared transactions
+ * (src/apply/lanes.ts). Reports every problem at once.
  */
-export async function preflightTarget(client: pg.Client, tables: SourceTable[], opts: { mustBeEmpty: boolean; shapeFromStream?: boolean }): Promise<void> {
+export async function preflightTarget(client: pg.Client, tables: SourceTable[], opts: { mustBeEmpty: boolean; shapeFromStream?: boolean; applySessions?: number }): Promise<void> {
   const problems: string[] = [];
-  const { rows: [s] } = await client.query<{ recovery: boolean; read_only: string; user: string; db: string }>(
-    `SELECT pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS read_only, current_user AS user, current_database() AS db`,
+  const { rows: [s] } = await client.query<{ recovery: boolean; read_only: string; user: string; db: string; prepared: number }>(
+    `SELECT pg_is_in_recovery() AS recovery, current_setting('default_transaction_read_only') AS read_only, current_user AS user, current_database() AS db,
+            current_setting('max_prepared_transactions')::int AS prepared`,
   );
   if (!s) throw new PreflightError('target: could not read server settings');
   if (s.recovery) throw new PreflightError('target: the server is a read-only standby; point --target at a writable primary');
   if (s.read_only === 'on') problems.push(`target: database ${s.db} is read-only for ${s.user}; run ALTER DATABASE ${ident(s.db)} SET default_transaction_read_only = off`);
+  const helpers = (opts.applySessions ?? 1) - 1;
+  if (helpers > s.prepared) {
+    problems.push(`target: max_prepared_transactions is ${s.prepared}, and --apply-sessions ${helpers + 1} needs at least ${helpers}; raise it on the target (postgresql.conf, then restart) or use --apply-sessions 1`);
+  }
   try {
     await client.query('SET session_replication_role = replica; RESET session_replication_role');
   } catch (err) {

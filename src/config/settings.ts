@@ -35,6 +35,11 @@ export interface Settings {
   slotRetentionWarningBytes: number;
   /** Source/target session pairs of the initial copy (1..64): tables, and block ranges of large tables, copied at once. */
   copyWorkers: number;
+  /**
+   * Target sessions that apply one large group of changes together (1..16, src/apply/lanes.ts); above
+   * 1 the target needs `max_prepared_transactions` of at least `applySessions - 1`.
+   */
+  applySessions: number;
   /** Cutover thresholds, timeouts, verification depth and traffic switch (src/cutover/settings.ts). */
   cutover: CutoverSettings;
 }
@@ -55,6 +60,7 @@ export interface RawSettings {
   streamLargeTransactions?: unknown;
   slotRetentionWarning?: unknown;
   copyWorkers?: unknown;
+  applySessions?: unknown;
 }
 
 /** The cutover's raw settings (config file keys; environment PGFERRY_CUTOVER_* / PGFERRY_PGBOUNCER_*). */
@@ -76,12 +82,14 @@ const SETTINGS: { key: keyof RawSettings; flag: string; env: string }[] = [
   { key: 'streamLargeTransactions', flag: '--stream-large-transactions', env: 'PGFERRY_STREAM_LARGE_TRANSACTIONS' },
   { key: 'slotRetentionWarning', flag: '--slot-retention-warning', env: 'PGFERRY_SLOT_RETENTION_WARNING' },
   { key: 'copyWorkers', flag: '--copy-workers', env: 'PGFERRY_COPY_WORKERS' },
+  { key: 'applySessions', flag: '--apply-sessions', env: 'PGFERRY_APPLY_SESSIONS' },
   ...CUTOVER_KEYS.map(([key, env]) => ({ key, flag: `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, env })),
 ];
 
-const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB', copyWorkers: 4 };
+const DEFAULTS = { httpHost: '127.0.0.1', httpPort: 8484, slot: 'pgferry', publication: 'pgferry', logLevel: 'info', slotRetentionWarning: '10GB', copyWorkers: 4, applySessions: 1 };
 /** Each copy worker holds a source and a target connection: bounded well below typical max_connections. */
 const MAX_COPY_WORKERS = 64;
+const MAX_APPLY_SESSIONS = 16;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -174,6 +182,10 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
   const copyWorkers = workersText === undefined ? DEFAULTS.copyWorkers : /^\d+$/.test(workersText) ? Number(workersText) : NaN;
   if (!(copyWorkers >= 1 && copyWorkers <= MAX_COPY_WORKERS)) problems.push(`${where('copyWorkers')}: "${workersText}" is not a number of copy workers (1-${MAX_COPY_WORKERS}; each uses one source and one target connection)`);
 
+  const sessionsText = str('applySessions');
+  const applySessions = sessionsText === undefined ? DEFAULTS.applySessions : /^\d+$/.test(sessionsText) ? Number(sessionsText) : NaN;
+  if (!(applySessions >= 1 && applySessions <= MAX_APPLY_SESSIONS)) problems.push(`${where('applySessions')}: "${sessionsText}" is not a number of apply sessions (1-${MAX_APPLY_SESSIONS})`);
+
   const schemaCopy = parseBoolean(raw.schemaCopy);
   if (schemaCopy === null) problems.push(`${where('schemaCopy')}: "${String(raw.schemaCopy)}" is not true or false`);
 
@@ -205,6 +217,7 @@ export function loadSettings(flags: RawSettings & { config?: string }, env: Node
     streamLargeTransactions: streamLargeTransactions ?? true,
     slotRetentionWarningBytes: slotRetentionWarningBytes ?? 0,
     copyWorkers,
+    applySessions,
     cutover,
   };
 }

@@ -25,6 +25,10 @@ export interface Metrics {
   readonly errors: Counter<'kind'>;
   /** `{side}`: replication sessions restarted after a failure on that side. */
   readonly reconnects: Counter<'side'>;
+  /** Groups applied on several target sessions (`--apply-sessions`, src/apply/lanes.ts). */
+  readonly spreadGroups: Counter;
+  /** Spread groups that could not be split and were applied again on one session. */
+  readonly spreadRetries: Counter;
   /** `{step}`: duration of each cutover step, set by the cutover. */
   readonly cutoverStepDuration: Gauge<'step'>;
   /** How long writes to the source were blocked during cutover. */
@@ -158,6 +162,8 @@ export function createMetrics(status: MigrationStatus): Metrics {
     }),
     errors: new Counter({ name: 'pgferry_errors_total', help: 'Errors by kind (connection, apply, protocol, copy, preflight, state, other)', labelNames: ['kind'], registers }),
     reconnects: new Counter({ name: 'pgferry_reconnects_total', help: 'Replication sessions restarted after a failure, by the side that failed', labelNames: ['side'], registers }),
+    spreadGroups: new Counter({ name: 'pgferry_apply_spread_groups_total', help: 'Target transactions (groups) applied on several target sessions at once (--apply-sessions)', registers }),
+    spreadRetries: new Counter({ name: 'pgferry_apply_spread_retries_total', help: 'Groups spread over several sessions that could not be split and were applied again on one session', registers }),
     cutoverStepDuration: new Gauge({ name: 'pgferry_cutover_step_duration_seconds', help: 'Duration of each cutover step', labelNames: ['step'], registers }),
     writeBlocked: new Gauge({ name: 'pgferry_write_blocked_seconds', help: 'How long writes to the source were blocked during cutover', registers }),
   };

@@ -15,9 +15,11 @@ function rng(seed: number): () => number {
 // Its first kill comes after the copy: after a resumed copy a session streams nothing until the
 // resumed tables' snapshot is passed, and short rounds would never get there.
 describe.each([
-  { title: 'whole transactions', name: 'crash', options: '' },
-  { title: 'large transactions streamed while they run', name: 'crashs', options: `?options=${encodeURIComponent('-c logical_decoding_work_mem=64kB')}` },
-])('kill -9 at any moment, then restart ($title)', ({ name, options }) => {
+  { title: 'whole transactions', name: 'crash', options: '', sessions: '1' },
+  { title: 'large transactions streamed while they run', name: 'crashs', options: `?options=${encodeURIComponent('-c logical_decoding_work_mem=64kB')}`, sessions: '1' },
+  // Large groups spread over two target sessions (prepared shares, committed after the progress row).
+  { title: 'large groups on two sessions', name: 'crashp', options: '', sessions: '2' },
+])('kill -9 at any moment, then restart ($title)', ({ name, options, sessions }) => {
   let db: TestDatabases;
 
   beforeAll(async () => {
@@ -34,7 +36,7 @@ describe.each([
   it('loses nothing and applies nothing twice', async () => {
     const seed = Number(process.env['PGFERRY_TEST_SEED'] ?? 20261125);
     const random = rng(seed);
-    const args = ['--source', db.sourceUrl + options, '--target', db.targetUrl, '--slot', db.slot, '--publication', 'crash_pub'];
+    const args = ['--source', db.sourceUrl + options, '--target', db.targetUrl, '--slot', db.slot, '--publication', 'crash_pub', '--apply-sessions', sessions];
     const writer = startWriter(async () => {
       const c = new pg.Client({ connectionString: db.sourceUrl });
       await c.connect();
@@ -73,6 +75,9 @@ describe.each([
       expect(prints['bulk']).toMatch(new RegExp(`^${bulkFrom - 1} rows`));
       const { rows: [m] } = await db.target.query(`SELECT phase FROM pgferry.migration WHERE slot = $1`, [db.slot]);
       expect(m.phase).toBe('streaming');
+      // No share of a spread group is left prepared (it would hold its rows' locks).
+      const { rows: [p] } = await db.target.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_prepared_xacts WHERE database = current_database()`);
+      expect(p!.n).toBe(0);
       const { rows: [stats] } = await db.source.query<{ n: string }>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = $1`, [db.slot]);
       if (options) expect(Number(stats?.n ?? 0)).toBeGreaterThan(0);
       else expect(Number(stats?.n ?? 0)).toBe(0);

@@ -1,0 +1,271 @@
+import type pg from 'pg';
+import { PgferryError, ErrorCodes } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
+import { type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
+import { literal } from '../pg/connection.js';
+import type { Applier, PreparedPart, QueuedCommit } from './applier.js';
+import type { DdlPayload } from '../ddl/ddl-message.js';
+
+/** A group's keyed changes spread over the sessions once it holds this many changes (small groups stay on one). */
+const SPREAD_AFTER = 1_000;
+/**
+ * A spread group's session waiting for a row lock of another session of the same group can never
+ * get it (the shares commit together, after all of them are done): it fails after this long, and
+ * the group is applied again on one session.
+ */
+const LOCK_TIMEOUT_MS = 1_000;
+
+type RowChange = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
+
+/**
+ * A change that cannot be split across sessions (a TRUNCATE, captured DDL, or an update of a row's
+ * key) arrived in a group already spread: the group is applied again on one session (see
+ * {@link isSpreadConflict}).
+ */
+export class SpreadConflictError extends PgferryError {
+  constructor(what: string) {
+    super(ErrorCodes.APPLY, `internal: ${what} in a group applied on several sessions`, { retryable: true });
+    this.name = 'SpreadConflictError';
+  }
+}
+
+/**
+ * Whether a failed group is worth applying again on one session: it hit a change that cannot be
+ * split, or two of its sessions waited for each other's rows (a unique value moved between rows of
+ * different sessions: lock timeout or deadlock).
+ */
+export function isSpreadConflict(err: unknown): boolean {
+  if (err instanceof SpreadConflictError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '55P03' || code === '40P01';
+}
+
+/**
+ * Applies groups on one main session, or, for a large group, on several: the main {@link Applier}
+ * (whose commit stores the progress row) and helpers. Once a group holds {@link SPREAD_AFTER}
+ * changes, every later change to a row with a replica identity key goes to the session chosen by a
+ * hash of its key (a row touched before that stays on the main session), so all changes to one row
+ * apply on one session, in source order. Everything else (tables without a key, REPLICA IDENTITY
+ * FULL) stays on the main session; a change that must see every session's work (TRUNCATE, DDL, a
+ * key update) fails the spread group with {@link SpreadConflictError}, and the caller applies it
+ * again on one session.
+ *
+ * Exactly once: at the group's commit each helper's share is prepared (`PREPARE TRANSACTION
+ * 'pgferry:<slot>:<group end LSN>:<n>'`), then the main session commits the group with its
+ * progress row, then commits every prepared share. A crash in between leaves prepared shares that
+ * {@link resolvePreparedShares} settles at the next start from the stored progress: committed when
+ * the group's end LSN is at or below it, rolled back otherwise. The target needs
+ * `max_prepared_transactions` of at least the number of helpers.
+ */
+export class Lanes {
+  /** Per relation OID: its key columns' indexes, or null (no key, or REPLICA IDENTITY FULL: main session). */
+  private readonly keys = new Map<number, number[] | null>();
+  /** The open group's changes so far, until it spreads. */
+  private changes = 0;
+  private spread = false;
+  /** Keys of rows the open group touched on the main session before it spread. */
+  private readonly mainKeys = new Set<string>();
+  /** Helpers (by index) with an open transaction in this group. */
+  private readonly begun = new Set<number>();
+  private readonly helpers: Applier[] = [];
+  private endLsn: Lsn | null = null;
+  /** Whether the group being built may spread (not in a replay on one session). */
+  spreadable = true;
+
+  constructor(
+    readonly main: Applier,
+    private readonly slot: string,
+  ) {}
+
+  /** Adds a helper session (before {@link init}). */
+  addSession(helper: Applier): void {
+    this.helpers.push(helper);
+  }
+
+  async init(): Promise<void> {
+    await Promise.all([this.main, ...this.helpers].map((a) => a.init()));
+  }
+
+  set strict(value: boolean) {
+    this.main.strict = value;
+  }
+
+  relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): void {
+    const keyed = msg.replicaIdentity !== 'full' && msg.columns.some((c) => c.isKey);
+    this.keys.set(msg.relationOid, keyed ? msg.columns.flatMap((c, i) => (c.isKey ? [i] : [])) : null);
+    this.main.relation(msg);
+    for (const h of this.helpers) h.relation(msg);
+  }
+
+  async change(msg: RowChange): Promise<void> {
+    if (this.helpers.length === 0) return this.main.change(msg);
+    const key = this.keyOf(msg);
+    if (!this.spread) {
+      if (key !== null) this.mainKeys.add(key);
+      else if (msg.tag === 'update' && msg.oldTuple !== null) {
+        // A key update: both of the row's keys stay on the main session.
+        const cols = this.keys.get(msg.relationOid);
+        for (const tuple of cols ? [msg.oldTuple, msg.newTuple] : []) {
+          const k = keyFrom(tuple, cols!);
+          if (k !== null) this.mainKeys.add(k);
+        }
+      }
+      if (++this.changes >= SPREAD_AFTER && this.spreadable && !this.main.strict) {
+        this.spread = true;
+        this.main.lockTimeout(LOCK_TIMEOUT_MS);
+      }
+      return this.main.change(msg);
+    }
+    if (key === null) {
+      if (msg.tag === 'truncate') throw new SpreadConflictError('a TRUNCATE');
+      if (msg.tag === 'update' && msg.oldTuple !== null && this.keys.get(msg.relationOid)) throw new SpreadConflictError("an update of a row's key");
+      return this.main.change(msg);
+    }
+    if (this.mainKeys.has(key)) return this.main.change(msg);
+    const lane = hash(key) % (this.helpers.length + 1);
+    if (lane === 0) return this.main.change(msg);
+    const helper = this.helpers[lane - 1]!;
+    if (!this.begun.has(lane)) {
+      this.begun.add(lane);
+      helper.begin(LOCK_TIMEOUT_MS);
+    }
+    return helper.change(msg);
+  }
+
+  /** The key that routes a change, or null when it goes to the main session (or cannot be split). */
+  private keyOf(msg: RowChange): string | null {
+    if (msg.tag === 'truncate') return null;
+    const cols = this.keys.get(msg.relationOid);
+    if (!cols) return null;
+    let tuple: TupleValue[];
+    if (msg.tag === 'update') {
+      if (msg.oldTuple !== null) return null; // the key changed
+      tuple = msg.newTuple;
+    } else {
+      tuple = msg.tag === 'insert' ? msg.newTuple : msg.oldTuple;
+    }
+    return keyFrom(tuple, cols);
+  }
+
+  async ddl(payload: DdlPayload): Promise<void> {
+    if (this.spread) throw new SpreadConflictError('captured DDL');
+    await this.main.ddl(payload);
+  }
+
+  endTransaction(endLsn: Lsn): boolean {
+    const open = this.main.endTransaction(endLsn);
+    if (open) this.endLsn = endLsn;
+    return open;
+  }
+
+  get groupOpen(): boolean {
+    return this.main.groupOpen;
+  }
+
+  groupDue(): boolean {
+    return this.main.groupDue();
+  }
+
+  /** Prepares each helper's share of the group, then queues the main session's commit (see the class). */
+  async commitGroup(opts: { durable?: boolean } = {}): Promise<QueuedCommit | null> {
+    const parts: PreparedPart[] = [];
+    if (this.endLsn !== null) {
+      for (let n = 0; n < this.helpers.length; n++) {
+        const part = await this.helpers[n]!.prepare(shareId(this.slot, this.endLsn, n + 1));
+        if (part) parts.push(part);
+      }
+    }
+    this.spread = false;
+    this.changes = 0;
+    this.mainKeys.clear();
+    this.begun.clear();
+    const done = await this.main.commitGroup({ ...opts, parts });
+    this.endLsn = null;
+    return done;
+  }
+
+  walPositions(): Promise<{ inserted: Lsn; flushed: Lsn }> {
+    return this.main.walPositions();
+  }
+
+  flushWal(): Promise<Lsn> {
+    return this.main.flushWal();
+  }
+
+  /** Rolls back every session's open transaction; a share already prepared is settled at the next start. */
+  async rollback(): Promise<void> {
+    this.spread = false;
+    this.changes = 0;
+    this.mainKeys.clear();
+    this.begun.clear();
+    this.endLsn = null;
+    await this.main.rollback();
+    await Promise.all(this.helpers.map((h) => h.rollback()));
+  }
+}
+
+/** The key columns' text values joined by NUL (which no text value holds), or null when one is not text. */
+function keyFrom(tuple: TupleValue[], cols: number[]): string | null {
+  let key = '';
+  for (let n = 0; n < cols.length; n++) {
+    const v = tuple[cols[n]!];
+    if (typeof v !== 'string') return null;
+    key += n === 0 ? v : `\u0000${v}`;
+  }
+  return key;
+}
+
+/** FNV-1a over the key's UTF-16 code units. */
+function hash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function sharePrefix(slot: string): string {
+  return `pgferry:${slot}:`;
+}
+
+/** The name of helper `n`'s prepared share of the group ending at `endLsn`. */
+export function shareId(slot: string, endLsn: Lsn, n: number): string {
+  return `${sharePrefix(slot)}${formatLsn(endLsn)}:${n}`;
+}
+
+/**
+ * Settles the prepared shares a crash left on the target for `slot` (see {@link Lanes}): commits
+ * those of groups whose progress row committed (end LSN at or below `applied`), rolls back the
+ * others. Must run before anything is applied: a prepared share holds its rows' locks. A share
+ * still being prepared or committed by a session of the previous run is waited for.
+ * Returns how many were committed and rolled back.
+ */
+export async function resolvePreparedShares(client: pg.Client, slot: string, applied: Lsn | null, log: Logger): Promise<{ committed: number; rolledBack: number }> {
+  const out = { committed: 0, rolledBack: 0 };
+  const prefix = sharePrefix(slot);
+  const { rows } = await client.query<{ gid: string }>(
+    `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY gid`,
+    [prefix],
+  );
+  for (const { gid } of rows) {
+    const lsn = parseLsn(gid.slice(prefix.length, gid.lastIndexOf(':')));
+    const commit = applied !== null && lsn <= applied;
+    for (const deadline = Date.now() + 30_000; ; ) {
+      try {
+        await client.query(`${commit ? 'COMMIT' : 'ROLLBACK'} PREPARED ${literal(gid)}`);
+        if (commit) out.committed++;
+        else out.rolledBack++;
+        break;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === '42704') break; // settled meanwhile by the session that prepared it
+        if (code !== '55000' || Date.now() > deadline) throw err; // 55000: busy in another session
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  if (rows.length > 0) log.info(out, 'settled prepared shares of groups left by an interrupted run');
+  return out;
+}

@@ -1,0 +1,138 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import { resolvePreparedShares, shareId } from '../../src/apply/lanes.js';
+import { preflightTarget } from '../../src/apply/preflight.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
+import { scrape, valueOf } from '../support/metrics.js';
+import { startInProcess, waitForIdentical } from '../support/pgferry.js';
+
+const TABLES = ['public.items', 'public.notes'];
+
+async function metric(app: App, name: string): Promise<number> {
+  return valueOf((await scrape(app)).samples, name) ?? 0;
+}
+
+describe('--apply-sessions 2: large groups applied on two target sessions', () => {
+  let db: TestDatabases;
+  let app: App | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabases('lanes');
+    await db.source.query(`CREATE TABLE public.items (id bigint PRIMARY KEY, code text NOT NULL UNIQUE, qty int NOT NULL, body jsonb);
+      CREATE TABLE public.notes (line text);
+      ALTER TABLE public.notes REPLICA IDENTITY FULL; -- no key: its changes stay on the main session
+      INSERT INTO public.items SELECT g, 'c' || g, g % 7, jsonb_build_object('g', g) FROM generate_series(1, 5000) g;`);
+    app = await startInProcess({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub`, applySessions: '2' });
+    await waitFor(async () => (await db.target.query(`SELECT 1 FROM pgferry.migration WHERE slot = $1 AND phase = 'streaming'`, [db.slot]).catch(() => ({ rowCount: 0 }))).rowCount === 1, 'streaming');
+  });
+
+  afterAll(async () => {
+    await app?.stop();
+    await db?.drop();
+  });
+
+  it('applies a large transaction spread over both sessions, exactly once', async () => {
+    await db.source.query(`BEGIN;
+      INSERT INTO public.items SELECT g, 'c' || g, 0, NULL FROM generate_series(5001, 25000) g;
+      UPDATE public.items SET qty = qty + 1, body = jsonb_build_object('u', id) WHERE id % 3 = 0;
+      DELETE FROM public.items WHERE id % 5 = 0;
+      INSERT INTO public.notes SELECT 'n' || g FROM generate_series(1, 100) g;
+      COMMIT`);
+    await waitForIdentical(db.source, db.target, TABLES);
+    expect(await metric(app!, 'pgferry_apply_spread_groups_total')).toBeGreaterThan(0);
+    expect(await metric(app!, 'pgferry_apply_spread_retries_total')).toBe(0);
+    const { rows } = await db.target.query(`SELECT count(*)::int AS n FROM pg_prepared_xacts WHERE database = current_database()`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('applies again on one session a spread group whose sessions would wait for each other, or that truncates', async () => {
+    const before = await metric(app!, 'pgferry_apply_spread_retries_total');
+    // After 1,000 changes the group spreads; then 40 rows give their unique code to 40 new rows:
+    // a new row on the other session than the deleted one waits for (or collides with) it.
+    await db.source.query(`BEGIN;
+      UPDATE public.items SET qty = qty + 1 WHERE id <= 2000;
+      DELETE FROM public.items WHERE id BETWEEN 3001 AND 3040;
+      INSERT INTO public.items SELECT g, 'c' || (g - 100000), 9, NULL FROM generate_series(103001, 103040) g;
+      COMMIT`);
+    await waitForIdentical(db.source, db.target, TABLES);
+    await db.source.query(`BEGIN;
+      UPDATE public.items SET qty = qty + 1 WHERE id <= 2000;
+      TRUNCATE public.notes;
+      INSERT INTO public.notes VALUES ('after truncate');
+      COMMIT`);
+    await waitForIdentical(db.source, db.target, TABLES);
+    expect(await metric(app!, 'pgferry_apply_spread_retries_total')).toBeGreaterThan(before);
+    expect(app!.status.phase).toBe('streaming');
+  });
+
+  it('applies again on one session a spread group that waits for a lock held outside pgferry, and waits for it there', async () => {
+    const before = await metric(app!, 'pgferry_apply_spread_retries_total');
+    const locker = new pg.Client({ connectionString: db.targetUrl });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      expect((await locker.query(`SELECT 1 FROM public.items WHERE id = 1501 FOR UPDATE`)).rowCount).toBe(1);
+      await db.source.query(`UPDATE public.items SET qty = qty + 1 WHERE id <= 2000`);
+      // The spread group gives up after its lock timeout; the one-session replay waits as long as it takes.
+      await waitFor(async () => (await metric(app!, 'pgferry_apply_spread_retries_total')) > before, 'a retry on one session');
+      await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rowCount === 1, 'the replay waiting');
+      await locker.query('COMMIT');
+    } finally {
+      await locker.end();
+    }
+    await waitForIdentical(db.source, db.target, TABLES);
+  });
+});
+
+describe('prepared shares left by an interrupted run', () => {
+  let db: TestDatabases;
+  const sessions: pg.Client[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabases('shares');
+    await db.target.query(`CREATE TABLE public.t (id int PRIMARY KEY)`);
+  });
+
+  afterAll(async () => {
+    for (const c of sessions) await c.end().catch(() => {});
+    await db.target.query(`SELECT gid FROM pg_prepared_xacts WHERE database = current_database()`).then(async ({ rows }) => {
+      for (const r of rows) await db.target.query(`ROLLBACK PREPARED '${r.gid}'`);
+    });
+    await db?.drop();
+  });
+
+  it('commits those of groups whose progress committed, rolls back the others, leaves other slots alone', async () => {
+    const prepare = async (gid: string, id: number): Promise<void> => {
+      const c = new pg.Client({ connectionString: db.targetUrl });
+      await c.connect();
+      sessions.push(c);
+      await c.query(`BEGIN; INSERT INTO public.t VALUES (${id}); PREPARE TRANSACTION '${gid}'`);
+    };
+    await prepare(shareId(db.slot, 0x2000n, 1), 1); // group committed (at or below the progress)
+    await prepare(shareId(db.slot, 0x3000n, 1), 2); // exactly the progress: committed
+    await prepare(shareId(db.slot, 0x3001n, 2), 3); // after it: never committed
+    await prepare(shareId(`${db.slot}_other`, 0x1000n, 1), 4); // another migration's
+    const settled = await resolvePreparedShares(db.target, db.slot, 0x3000n, createLogger('silent', { pretty: false }));
+    expect(settled).toEqual({ committed: 2, rolledBack: 1 });
+    const { rows } = await db.target.query<{ id: number }>(`SELECT id FROM public.t ORDER BY id`);
+    expect(rows.map((r) => r.id)).toEqual([1, 2]);
+    const left = await db.target.query<{ gid: string }>(`SELECT gid FROM pg_prepared_xacts WHERE database = current_database()`);
+    expect(left.rows.map((r) => r.gid)).toEqual([shareId(`${db.slot}_other`, 0x1000n, 1)]);
+  });
+
+  it('refuses --apply-sessions above 1 when the target allows no prepared transactions', async () => {
+    // The source server (PostgreSQL 14 here) keeps the default max_prepared_transactions = 0.
+    const c = new pg.Client({ connectionString: serverUrl('source', 'postgres') });
+    await c.connect();
+    try {
+      await expect(preflightTarget(c, [], { mustBeEmpty: false, applySessions: 3 })).rejects.toThrow(
+        'target: max_prepared_transactions is 0, and --apply-sessions 3 needs at least 2; raise it on the target (postgresql.conf, then restart) or use --apply-sessions 1',
+      );
+      await expect(preflightTarget(c, [], { mustBeEmpty: false, applySessions: 1 })).resolves.toBeUndefined();
+    } finally {
+      await c.end();
+    }
+  });
+});
