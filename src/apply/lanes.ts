@@ -93,7 +93,11 @@ export class Lanes {
 
   relation(msg: Extract<PgoutputMessage, { tag: 'relation' }>): void {
     const keyed = msg.replicaIdentity !== 'full' && msg.columns.some((c) => c.isKey);
-    this.keys.set(msg.relationOid, keyed ? msg.columns.flatMap((c, i) => (c.isKey ? [i] : [])) : null);
+    const cols = keyed ? msg.columns.flatMap((c, i) => (c.isKey ? [i] : [])) : null;
+    const known = this.keys.get(msg.relationOid);
+    // Its rows would route by other values from now on: one row could reach two sessions.
+    if (this.spread && known !== undefined && JSON.stringify(known) !== JSON.stringify(cols)) throw new SpreadConflictError("a change of a table's key");
+    this.keys.set(msg.relationOid, cols);
     this.main.relation(msg);
     for (const h of this.helpers) h.relation(msg);
   }
@@ -119,7 +123,8 @@ export class Lanes {
     }
     if (key === null) {
       if (msg.tag === 'truncate') throw new SpreadConflictError('a TRUNCATE');
-      if (msg.tag === 'update' && msg.oldTuple !== null && this.keys.get(msg.relationOid)) throw new SpreadConflictError("an update of a row's key");
+      // A keyed row without a usable key (its key updated, or not sent as text) could be on any session.
+      if (this.keys.get(msg.relationOid)) throw new SpreadConflictError("an update of a row's key");
       return this.main.change(msg);
     }
     if (this.mainKeys.has(key)) return this.main.change(msg);
@@ -242,7 +247,7 @@ export function shareId(slot: string, endLsn: Lsn, n: number): string {
  * still being prepared or committed by a session of the previous run is waited for.
  * Returns how many were committed and rolled back.
  */
-export async function resolvePreparedShares(client: pg.Client, slot: string, applied: Lsn | null, log: Logger): Promise<{ committed: number; rolledBack: number }> {
+export async function resolvePreparedShares(client: pg.Client, slot: string, applied: Lsn | null, log?: Logger): Promise<{ committed: number; rolledBack: number }> {
   const out = { committed: 0, rolledBack: 0 };
   const prefix = sharePrefix(slot);
   const { rows } = await client.query<{ gid: string }>(
@@ -266,6 +271,6 @@ export async function resolvePreparedShares(client: pg.Client, slot: string, app
       }
     }
   }
-  if (rows.length > 0) log.info(out, 'settled prepared shares of groups left by an interrupted run');
+  if (rows.length > 0) log?.info(out, 'settled prepared shares of groups left by an interrupted run');
   return out;
 }

@@ -11,7 +11,8 @@
  *
  * Flags: --scale N (default 1: about 1.5 million rows, ~133 MB of table data), --oltp N
  * (transactions, default 20000), --bulk N (rows per bulk transaction, default 200000), --rounds N
- * (default 3).
+ * (default 3), --apply-sessions N (pgferry's, default 2: the target allows the prepared
+ * transactions it needs; native replication has no such setting).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -115,8 +116,9 @@ async function main(): Promise<void> {
   const oltp = Math.round(flag('oltp', 20_000));
   const bulkRows = Math.round(flag('bulk', 200_000));
   const rounds = Math.round(flag('rounds', 3));
+  const applySessions = Math.round(flag('apply-sessions', 2));
   say(`starting PostgreSQL 14 (source) and 18 (target)...`);
-  const servers: EmbeddedServer[] = await Promise.all([startEmbeddedServer(14), startEmbeddedServer(18, { settings: { max_logical_replication_workers: '8', max_sync_workers_per_subscription: '2' } })]);
+  const servers: EmbeddedServer[] = await Promise.all([startEmbeddedServer(14), startEmbeddedServer(18, { settings: { max_logical_replication_workers: '8', max_sync_workers_per_subscription: '2', max_prepared_transactions: '16' } })]);
   const [source, target] = servers as [EmbeddedServer, EmbeddedServer];
   try {
     const admin = await client(source.url('postgres'));
@@ -135,7 +137,7 @@ async function main(): Promise<void> {
     await src.query(`CREATE PUBLICATION bench_native FOR TABLE accounts, history, items`);
     const { rows: [size] } = await src.query<{ mb: number }>(`SELECT sum(pg_table_size(c))::float8 / 1048576 AS mb FROM unnest(ARRAY['accounts', 'history', 'items']::regclass[]) c`);
     const mb = size!.mb;
-    say(`source: ${(accounts * 3).toLocaleString()} rows, ${mb.toFixed(0)} MB of table data; ${rounds} round${rounds === 1 ? '' : 's'} of each figure, engines alternating\n`);
+    say(`source: ${(accounts * 3).toLocaleString()} rows, ${mb.toFixed(0)} MB of table data; ${rounds} round${rounds === 1 ? '' : 's'} of each figure, engines alternating; pgferry --apply-sessions ${applySessions}\n`);
 
     // 1. Initial copy, once per round into fresh databases; the last round's targets stay for the drains.
     let ferry: Pgferry | null = null;
@@ -164,7 +166,7 @@ async function main(): Promise<void> {
       // Native logical replication needs the schema on the target first (as `pg_dump --schema-only`
       // would create it); pgferry's target is an empty database: it copies the schema itself.
       await nativeDb.query(SCHEMA);
-      const round = new Pgferry(['--source', source.url('bench'), '--target', target.url(`bench_pgferry_${r}`), '--slot', `bench_pgferry_${r}`, '--publication', `bench_pgferry_${r}`]);
+      const round = new Pgferry(['--source', source.url('bench'), '--target', target.url(`bench_pgferry_${r}`), '--slot', `bench_pgferry_${r}`, '--publication', `bench_pgferry_${r}`, '--apply-sessions', String(applySessions)]);
       const timeFerry = async (): Promise<number> => {
         await settle(src, ferryDb);
         const t0 = Date.now();

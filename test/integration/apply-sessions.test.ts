@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { resolvePreparedShares, shareId } from '../../src/apply/lanes.js';
 import { preflightTarget } from '../../src/apply/preflight.js';
+import { cleanup } from '../../src/cleanup.js';
+import { loadSettings } from '../../src/config/settings.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { scrape, valueOf } from '../support/metrics.js';
@@ -67,6 +69,21 @@ describe('--apply-sessions 2: large groups applied on two target sessions', () =
     expect(app!.status.phase).toBe('streaming');
   });
 
+  it("applies again on one session a spread group in which a table's key changes (its rows would route by other values)", async () => {
+    const before = await metric(app!, 'pgferry_apply_spread_retries_total');
+    // Rows inserted on the session their id picks, then updated by code: without the retry, an
+    // update could run on the other session, which does not see the uncommitted insert.
+    await db.source.query(`BEGIN;
+      INSERT INTO public.items SELECT g, 'k' || g, 1, NULL FROM generate_series(200001, 202000) g;
+      ALTER TABLE public.items REPLICA IDENTITY USING INDEX items_code_key;
+      UPDATE public.items SET qty = 2 WHERE id > 200000;
+      COMMIT;
+      ALTER TABLE public.items REPLICA IDENTITY DEFAULT`);
+    await waitForIdentical(db.source, db.target, TABLES);
+    expect(await metric(app!, 'pgferry_apply_spread_retries_total')).toBeGreaterThan(before);
+    expect(app!.status.phase).toBe('streaming');
+  });
+
   it('applies again on one session a spread group that waits for a lock held outside pgferry, and waits for it there', async () => {
     const before = await metric(app!, 'pgferry_apply_spread_retries_total');
     const locker = new pg.Client({ connectionString: db.targetUrl });
@@ -120,6 +137,18 @@ describe('prepared shares left by an interrupted run', () => {
     expect(rows.map((r) => r.id)).toEqual([1, 2]);
     const left = await db.target.query<{ gid: string }>(`SELECT gid FROM pg_prepared_xacts WHERE database = current_database()`);
     expect(left.rows.map((r) => r.gid)).toEqual([shareId(`${db.slot}_other`, 0x1000n, 1)]);
+  });
+
+  it('are settled by pgferry cleanup (rolled back when no progress is stored)', async () => {
+    const c = new pg.Client({ connectionString: db.targetUrl });
+    await c.connect();
+    sessions.push(c);
+    await c.query(`BEGIN; INSERT INTO public.t VALUES (5); PREPARE TRANSACTION '${shareId(db.slot, 0x5000n, 1)}'`);
+    const done = await cleanup(loadSettings({ source: db.sourceUrl, target: db.targetUrl, slot: db.slot, publication: `${db.name}_pub` }, {}));
+    expect(done).toContain(`target: settled 1 prepared transaction(s) of slot ${db.slot} (0 committed, 1 rolled back)`);
+    const { rows } = await db.target.query(`SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)`, [`pgferry:${db.slot}:`]);
+    expect(rows).toEqual([]);
+    expect((await db.target.query(`SELECT 1 FROM public.t WHERE id = 5`)).rowCount).toBe(0);
   });
 
   it('refuses --apply-sessions above 1 when the target allows no prepared transactions', async () => {
