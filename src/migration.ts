@@ -590,7 +590,7 @@ export class Migration {
     const main = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
     const helperClients: pg.Client[] = [];
     const applier = new Lanes(main, this.settings.slot);
-    const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), main, this.settings.slot, this.log, this.settings.schemaCopy);
+    const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
     this.streamedTxns = streamed;
     const queue = new Fifo<StreamEvent>();
     let paused = false;

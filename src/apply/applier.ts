@@ -269,12 +269,20 @@ export class Applier {
    * awaited: the group is built while the target still runs the one before (a failure of BEGIN
    * fails every command queued after it, see {@link serial}).
    */
-  begin(lockTimeoutMs?: number): void {
+  begin(lockTimeoutMs?: number, after?: Promise<unknown>): void {
     const sql = lockTimeoutMs === undefined ? 'BEGIN' : `BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}`;
-    this.serial(() => this.client.query(sql)).catch(() => {});
+    this.serial(async () => {
+      await after;
+      return this.client.query(sql);
+    }).catch(() => {});
     this.open = true;
     this.counts = new Map();
     this.group = { endLsn: null, transactions: 0, openedAt: performance.now() };
+  }
+
+  /** Settles once everything queued on the session so far has (never rejects). */
+  settled(): Promise<unknown> {
+    return this.tail;
   }
 
   /** Makes the open transaction's lock waits fail after `ms` (error 55P03), from now on. */
@@ -509,14 +517,21 @@ export class Applier {
     this.inFlight = []; // the commit below is queued after them, and fails with them
     const endLsn = this.group.endLsn;
     const parts = opts.parts ?? [];
+    const counts = this.counts;
     // Queued, not awaited: the next group is built while the target commits this one.
     const committed = this.serial(async () => {
       // Every part prepared (durable, and sure to commit) before the progress row commits; see Lanes.
-      for (const part of parts) await part.prepared;
+      // Their counts are complete once prepared (each batch counts its rows when answered).
+      for (const part of parts) {
+        await part.prepared;
+        mergeCounts(counts, part.counts);
+      }
       await saveAppliedLsn(this.client, this.slot, endLsn);
       const commit = `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT`;
       const positions = 'SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed';
-      if (parts.length > 0) await this.client.query(commit);
+      if (parts.length > 0 && lastResult(await this.client.query(commit)).command !== 'COMMIT') {
+        throw new PgferryError(ErrorCodes.APPLY, 'target: the group rolled back at its commit; its prepared shares are rolled back at the next start');
+      }
       // Each alone: COMMIT PREPARED cannot run in a multi-statement query's implicit transaction.
       for (const part of parts) await this.client.query(`COMMIT PREPARED ${literal(part.gid)}`);
       const results = (await this.client.query(parts.length > 0 ? positions : `${commit}; ${positions}`)) as unknown as
@@ -527,8 +542,7 @@ export class Applier {
     });
     committed.catch(() => {}); // the caller awaits it
     this.open = false;
-    for (const part of parts) mergeCounts(this.counts, part.counts);
-    return { lsn: endLsn, sessions: 1 + parts.length, transactions: this.group.transactions, counts: this.counts, committed };
+    return { lsn: endLsn, sessions: 1 + parts.length, transactions: this.group.transactions, counts, committed };
   }
 
   /**
@@ -849,6 +863,11 @@ export class Applier {
     return countsFor(this.counts, plan);
   }
 
+}
+
+/** The last statement's result of a simple query (one result, or one per statement). */
+function lastResult(r: pg.QueryResult | pg.QueryResult[]): pg.QueryResult {
+  return Array.isArray(r) ? r[r.length - 1]! : r;
 }
 
 function mergeCounts(into: ChangeCounts, from: ChangeCounts): void {

@@ -64,12 +64,22 @@ export class Lanes {
   /** The open group's changes so far, until it spreads. */
   private changes = 0;
   private spread = false;
+  /** Relations the open group has changes of. */
+  private readonly touched = new Set<number>();
   /** Keys of rows the open group touched on the main session before it spread. */
   private readonly mainKeys = new Set<string>();
   /** Helpers (by index) with an open transaction in this group. */
   private readonly begun = new Set<number>();
   private readonly helpers: Applier[] = [];
   private endLsn: Lsn | null = null;
+  /** The open group applied captured DDL, or a table's key changed in it: it stays on the main session. */
+  private unsplittable = false;
+  /**
+   * Settles when everything the main session had queued when the group spread has: the previous
+   * group's commit (and of its prepared shares) and this group's changes sent before it. A helper
+   * begins only then, so it sees all of that and never waits for a lock the main session holds.
+   */
+  private spreadAt: Promise<unknown> = Promise.resolve();
   /** Whether the group being built may spread (not in a replay on one session). */
   spreadable = true;
 
@@ -95,8 +105,11 @@ export class Lanes {
     const keyed = msg.replicaIdentity !== 'full' && msg.columns.some((c) => c.isKey);
     const cols = keyed ? msg.columns.flatMap((c, i) => (c.isKey ? [i] : [])) : null;
     const known = this.keys.get(msg.relationOid);
-    // Its rows would route by other values from now on: one row could reach two sessions.
-    if (this.spread && known !== undefined && JSON.stringify(known) !== JSON.stringify(cols)) throw new SpreadConflictError("a change of a table's key");
+    if (this.touched.has(msg.relationOid) && JSON.stringify(known) !== JSON.stringify(cols)) {
+      // Its rows would route by other values from now on: one row could reach two sessions.
+      if (this.spread) throw new SpreadConflictError("a change of a table's key");
+      this.unsplittable = true;
+    }
     this.keys.set(msg.relationOid, cols);
     this.main.relation(msg);
     for (const h of this.helpers) h.relation(msg);
@@ -104,6 +117,7 @@ export class Lanes {
 
   async change(msg: RowChange): Promise<void> {
     if (this.helpers.length === 0) return this.main.change(msg);
+    if (msg.tag !== 'truncate') this.touched.add(msg.relationOid);
     const key = this.keyOf(msg);
     if (!this.spread) {
       if (key !== null) this.mainKeys.add(key);
@@ -115,9 +129,10 @@ export class Lanes {
           if (k !== null) this.mainKeys.add(k);
         }
       }
-      if (++this.changes >= SPREAD_AFTER && this.spreadable && !this.main.strict) {
+      if (++this.changes >= SPREAD_AFTER && this.spreadable && !this.unsplittable && !this.main.strict) {
         this.spread = true;
         this.main.lockTimeout(LOCK_TIMEOUT_MS);
+        this.spreadAt = this.main.settled();
       }
       return this.main.change(msg);
     }
@@ -133,7 +148,7 @@ export class Lanes {
     const helper = this.helpers[lane - 1]!;
     if (!this.begun.has(lane)) {
       this.begun.add(lane);
-      helper.begin(LOCK_TIMEOUT_MS);
+      helper.begin(LOCK_TIMEOUT_MS, this.spreadAt);
     }
     return helper.change(msg);
   }
@@ -153,9 +168,26 @@ export class Lanes {
     return keyFrom(tuple, cols);
   }
 
+  /**
+   * Captured DDL, on the main session. The group no longer spreads: the helpers would not see the
+   * uncommitted change (a table created in it would not exist for them).
+   */
   async ddl(payload: DdlPayload): Promise<void> {
     if (this.spread) throw new SpreadConflictError('captured DDL');
+    this.unsplittable = true;
     await this.main.ddl(payload);
+    for (const h of this.helpers) h.forgetPlans();
+  }
+
+  /** See {@link Applier.knownRelations}. */
+  knownRelations(): Extract<PgoutputMessage, { tag: 'relation' }>[] {
+    return this.main.knownRelations();
+  }
+
+  /** Every session forgets its resolved target tables (after DDL applied elsewhere). */
+  forgetPlans(): void {
+    this.main.forgetPlans();
+    for (const h of this.helpers) h.forgetPlans();
   }
 
   endTransaction(endLsn: Lsn): boolean {
@@ -181,10 +213,7 @@ export class Lanes {
         if (part) parts.push(part);
       }
     }
-    this.spread = false;
-    this.changes = 0;
-    this.mainKeys.clear();
-    this.begun.clear();
+    this.reset();
     const done = await this.main.commitGroup({ ...opts, parts });
     this.endLsn = null;
     return done;
@@ -200,13 +229,20 @@ export class Lanes {
 
   /** Rolls back every session's open transaction; a share already prepared is settled at the next start. */
   async rollback(): Promise<void> {
+    this.reset();
+    this.endLsn = null;
+    const results = await Promise.allSettled([this.main.rollback(), ...this.helpers.map((h) => h.rollback())]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private reset(): void {
     this.spread = false;
+    this.unsplittable = false;
     this.changes = 0;
     this.mainKeys.clear();
     this.begun.clear();
-    this.endLsn = null;
-    await this.main.rollback();
-    await Promise.all(this.helpers.map((h) => h.rollback()));
+    this.touched.clear();
   }
 }
 
@@ -250,12 +286,23 @@ export function shareId(slot: string, endLsn: Lsn, n: number): string {
 export async function resolvePreparedShares(client: pg.Client, slot: string, applied: Lsn | null, log?: Logger): Promise<{ committed: number; rolledBack: number }> {
   const out = { committed: 0, rolledBack: 0 };
   const prefix = sharePrefix(slot);
+  // A share is listed only once its PREPARE has finished: wait for one still running in a session
+  // of an interrupted run (its client gone, the server finishing the statement).
+  for (const deadline = Date.now() + 30_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    const { rows: [busy] } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND starts_with(query, $1)`,
+      [`PREPARE TRANSACTION ${literal(prefix)}`.slice(0, -1)],
+    );
+    if (busy!.n === 0 || Date.now() > deadline) break;
+  }
   const { rows } = await client.query<{ gid: string }>(
     `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY gid`,
     [prefix],
   );
   for (const { gid } of rows) {
-    const lsn = parseLsn(gid.slice(prefix.length, gid.lastIndexOf(':')));
+    const lsnText = gid.slice(prefix.length, gid.lastIndexOf(':'));
+    if (!/^[0-9A-F]+\/[0-9A-F]+$/i.test(lsnText)) continue; // not one of ours
+    const lsn = parseLsn(lsnText);
     const commit = applied !== null && lsn <= applied;
     for (const deadline = Date.now() + 30_000; ; ) {
       try {

@@ -69,7 +69,8 @@ export class StreamedTransactions {
 
   constructor(
     private readonly connect: () => Promise<pg.Client>,
-    private readonly main: Applier,
+    /** The main apply sessions (see Lanes): relations are shared with them. */
+    private readonly main: Pick<Applier, 'knownRelations' | 'relation' | 'forgetPlans'>,
     private readonly slot: string,
     private readonly log: Logger,
     private readonly strictTypes: boolean,
