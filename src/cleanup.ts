@@ -48,7 +48,7 @@ export async function cleanup(settings: Settings): Promise<string[]> {
     }
     const hasState = (await target.query(`SELECT to_regclass('pgferry.migration') IS NOT NULL AS ok`)).rows[0]?.ok === true;
     // Shares of a spread group a crashed pgferry prepared (they hold row locks until settled).
-    const applied = hasState ? ((await readMigration(target, settings.slot))?.appliedLsn ?? null) : null;
+    const applied = hasState ? ((await readMigration(target, settings.slot, { waitForWriters: true }))?.appliedLsn ?? null) : null;
     const settled = await resolvePreparedShares(target, settings.slot, applied);
     if (settled.committed + settled.rolledBack > 0) done.push(`target: settled ${settled.committed + settled.rolledBack} prepared transaction(s) of slot ${settings.slot} (${settled.committed} committed, ${settled.rolledBack} rolled back)`);
     if (hasState) {

@@ -93,6 +93,16 @@ export class Migration {
    * group spread over several sessions could not be (see {@link Lanes}), cleared once applied.
    */
   private oneSessionThrough: Lsn | null = null;
+  /** The last replication session failed while a group spread over several sessions was open or committing. */
+  private spreadFailed = false;
+  /** The current replication session's apply sessions, and their helpers' connections. */
+  private lanes: Lanes | null = null;
+  private helperClients: pg.Client[] = [];
+  /**
+   * No group spreads while set: readers that need whole source transactions (foreign-key
+   * validation) run only when no spread group is committing (its shares commit after its progress row).
+   */
+  private spreadHeld = false;
   /**
    * Ask the source to stream large transactions while they run (see {@link StreamedTransactions}).
    * Off for the rest of the process once one failed for a reason other than a lost connection: the
@@ -257,7 +267,7 @@ export class Migration {
           this.log.warn({ err }, 'a large transaction applied while it ran on the source failed; from now on large transactions are applied whole, after their commit');
           continue;
         }
-        if (isSpreadConflict(err) && this.settings.applySessions > 1 && this.lastBegun !== null && (this.oneSessionThrough === null || this.lastBegun > this.oneSessionThrough)) {
+        if (isSpreadConflict(err, this.spreadFailed && !isConnectionError(err)) && this.settings.applySessions > 1 && this.lastBegun !== null && (this.oneSessionThrough === null || this.lastBegun > this.oneSessionThrough)) {
           this.oneSessionThrough = this.lastBegun;
           this.metrics.spreadRetries.inc();
           this.log.info({ reason: describeError(err), through: formatLsn(this.lastBegun) }, 'a group applied on several sessions could not be split; applying it again on one session');
@@ -302,6 +312,7 @@ export class Migration {
       this.wake?.();
       void this.stream?.stop().catch(() => {});
       void this.applyTarget?.end().catch(() => {}); // unblocks a statement that hangs on the target
+      for (const helper of this.helperClients) void helper.end().catch(() => {});
       this.streamedTxns?.terminate(); // ...also on a streamed transaction's session
     }, graceMs);
     try {
@@ -333,7 +344,7 @@ export class Migration {
           target = await connectClient(this.target(), 'target');
           this.finishingPid = (target as unknown as { processID: number | null }).processID;
           const started = Date.now();
-          const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal });
+          const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal, wholeTransactions: (run) => this.wholeTransactions(run) });
           if (this.stopping) return;
           await markSchemaFinished(target, this.settings.slot);
           this.schemaFinished = true;
@@ -589,7 +600,10 @@ export class Migration {
     this.applyTarget = target;
     const main = new Applier(target, this.settings.slot, this.log, this.settings.schemaCopy);
     const helperClients: pg.Client[] = [];
-    const applier = new Lanes(main, this.settings.slot);
+    this.helperClients = helperClients;
+    const applier = new Lanes(main, this.settings.slot, () => this.spreadHeld);
+    this.lanes = applier;
+    this.spreadFailed = false;
     const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
     this.streamedTxns = streamed;
     const queue = new Fifo<StreamEvent>();
@@ -954,6 +968,9 @@ export class Migration {
       }
       this.failingSide = 'source';
       if (ended && !this.stopping) await running; // surfaces why the stream ended
+    } catch (err) {
+      this.spreadFailed = applier.spreadInvolved; // read before the rollback below resets it
+      throw err;
     } finally {
       if (timer) clearInterval(timer);
       if (durablePoll) clearInterval(durablePoll);
@@ -974,6 +991,21 @@ export class Migration {
       this.status.largeTransactions = streamed.summary();
       await target.end().catch(() => {});
       for (const helper of helperClients) await helper.end().catch(() => {});
+    }
+  }
+
+  /**
+   * Runs `read` while no group spread over several sessions commits (no new one spreads, those
+   * spread before have committed): a reader then never sees a progress row before all of its
+   * group's rows, which a spread group commits after it (see {@link Lanes}).
+   */
+  private async wholeTransactions<T>(read: () => Promise<T>): Promise<T> {
+    this.spreadHeld = true;
+    try {
+      while (this.lanes?.spreadInvolved && !this.stopping) await this.sleep(20);
+      return await read();
+    } finally {
+      this.spreadHeld = false;
     }
   }
 

@@ -555,7 +555,12 @@ export class Applier {
     if (!this.open) return null;
     await this.send();
     this.inFlight = []; // PREPARE is queued after them, and fails with them
-    const prepared = this.serial(async () => void (await this.client.query(`PREPARE TRANSACTION ${literal(gid)}`)));
+    const prepared = this.serial(async () => {
+      // In a failed transaction PREPARE answers ROLLBACK rather than an error: the share would be gone.
+      if ((await this.client.query(`PREPARE TRANSACTION ${literal(gid)}`)).command !== 'PREPARE') {
+        throw new PgferryError(ErrorCodes.APPLY, `target: the share ${gid} of a group rolled back at its PREPARE`);
+      }
+    });
     prepared.catch(() => {}); // awaited by the commit of the group
     this.open = false;
     return { gid, prepared, counts: this.counts };

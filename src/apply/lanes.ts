@@ -31,14 +31,14 @@ export class SpreadConflictError extends PgferryError {
 }
 
 /**
- * Whether a failed group is worth applying again on one session: it hit a change that cannot be
- * split, or two of its sessions waited for each other's rows (a unique value moved between rows of
- * different sessions: lock timeout or deadlock).
+ * Whether a failure is worth applying again on one session: it hit a change that cannot be split,
+ * or it came while a group spread over several sessions was open or committing (see
+ * {@link Lanes.spreadInvolved}): two of its sessions may have waited for each other's rows, or
+ * collided on a unique value moved between rows of different sessions (lock timeout, deadlock,
+ * unique violation), which one session applying the group in order never does.
  */
-export function isSpreadConflict(err: unknown): boolean {
-  if (err instanceof SpreadConflictError) return true;
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === '55P03' || code === '40P01';
+export function isSpreadConflict(err: unknown, spreadInvolved: boolean): boolean {
+  return err instanceof SpreadConflictError || spreadInvolved;
 }
 
 /**
@@ -59,20 +59,28 @@ export function isSpreadConflict(err: unknown): boolean {
  * `max_prepared_transactions` of at least the number of helpers.
  */
 export class Lanes {
-  /** Per relation OID: its key columns' indexes, or null (no key, or REPLICA IDENTITY FULL: main session). */
-  private readonly keys = new Map<number, number[] | null>();
+  /**
+   * Per relation OID: its key columns' indexes, or null (no key, or REPLICA IDENTITY FULL: main
+   * session), and their positions, names and types (a key that changes in a group keeps it on one session).
+   */
+  private readonly keys = new Map<number, { cols: number[] | null; identity: string | null }>();
   /** The open group's changes so far, until it spreads. */
   private changes = 0;
   private spread = false;
   /** Relations the open group has changes of. */
   private readonly touched = new Set<number>();
-  /** Keys of rows the open group touched on the main session before it spread. */
+  /** Spread groups handed to the main session's commit and not yet answered as committed. */
+  private spreadCommits = 0;
+  /** Keys of rows the open group touched on the main session before it spread (only while it still may: at most {@link SPREAD_AFTER}). */
   private readonly mainKeys = new Set<string>();
   /** Helpers (by index) with an open transaction in this group. */
   private readonly begun = new Set<number>();
   private readonly helpers: Applier[] = [];
   private endLsn: Lsn | null = null;
-  /** The open group applied captured DDL, or a table's key changed in it: it stays on the main session. */
+  /**
+   * The open group stays on the main session: it applied captured DDL or a TRUNCATE, a table's key
+   * changed in it, or it reached {@link SPREAD_AFTER} changes while it could not spread.
+   */
   private unsplittable = false;
   /**
    * Settles when everything the main session had queued when the group spread has: the previous
@@ -83,9 +91,11 @@ export class Lanes {
   /** Whether the group being built may spread (not in a replay on one session). */
   spreadable = true;
 
+  /** @param held While it returns true no group spreads (see {@link spreadInvolved}). */
   constructor(
     readonly main: Applier,
     private readonly slot: string,
+    private readonly held: () => boolean = () => false,
   ) {}
 
   /** Adds a helper session (before {@link init}). */
@@ -105,12 +115,13 @@ export class Lanes {
     const keyed = msg.replicaIdentity !== 'full' && msg.columns.some((c) => c.isKey);
     const cols = keyed ? msg.columns.flatMap((c, i) => (c.isKey ? [i] : [])) : null;
     const known = this.keys.get(msg.relationOid);
-    if (this.touched.has(msg.relationOid) && JSON.stringify(known) !== JSON.stringify(cols)) {
+    const identity = cols === null ? null : JSON.stringify(cols.map((i) => [i, msg.columns[i]!.name, msg.columns[i]!.typeOid]));
+    if (this.touched.has(msg.relationOid) && known?.identity !== identity) {
       // Its rows would route by other values from now on: one row could reach two sessions.
       if (this.spread) throw new SpreadConflictError("a change of a table's key");
-      this.unsplittable = true;
+      this.staysOnMain();
     }
-    this.keys.set(msg.relationOid, cols);
+    this.keys.set(msg.relationOid, { cols, identity });
     this.main.relation(msg);
     for (const h of this.helpers) h.relation(msg);
   }
@@ -118,28 +129,26 @@ export class Lanes {
   async change(msg: RowChange): Promise<void> {
     if (this.helpers.length === 0) return this.main.change(msg);
     if (msg.tag !== 'truncate') this.touched.add(msg.relationOid);
-    const key = this.keyOf(msg);
     if (!this.spread) {
-      if (key !== null) this.mainKeys.add(key);
-      else if (msg.tag === 'update' && msg.oldTuple !== null) {
-        // A key update: both of the row's keys stay on the main session.
-        const cols = this.keys.get(msg.relationOid);
-        for (const tuple of cols ? [msg.oldTuple, msg.newTuple] : []) {
-          const k = keyFrom(tuple, cols!);
-          if (k !== null) this.mainKeys.add(k);
+      // A TRUNCATE's lock would make every helper wait (and fail): the group stays on one session.
+      if (msg.tag === 'truncate') this.staysOnMain();
+      if (!this.unsplittable) this.rememberMainKeys(msg);
+      if (++this.changes >= SPREAD_AFTER && !this.unsplittable) {
+        if (this.spreadable && !this.held() && !this.main.strict) {
+          this.spread = true;
+          this.main.lockTimeout(LOCK_TIMEOUT_MS);
+          this.spreadAt = this.main.settled();
+        } else {
+          this.staysOnMain(); // never later: its keys are no longer remembered
         }
-      }
-      if (++this.changes >= SPREAD_AFTER && this.spreadable && !this.unsplittable && !this.main.strict) {
-        this.spread = true;
-        this.main.lockTimeout(LOCK_TIMEOUT_MS);
-        this.spreadAt = this.main.settled();
       }
       return this.main.change(msg);
     }
+    const key = this.keyOf(msg);
     if (key === null) {
       if (msg.tag === 'truncate') throw new SpreadConflictError('a TRUNCATE');
       // A keyed row without a usable key (its key updated, or not sent as text) could be on any session.
-      if (this.keys.get(msg.relationOid)) throw new SpreadConflictError("an update of a row's key");
+      if (this.keys.get(msg.relationOid)?.cols) throw new SpreadConflictError("an update of a row's key");
       return this.main.change(msg);
     }
     if (this.mainKeys.has(key)) return this.main.change(msg);
@@ -153,10 +162,37 @@ export class Lanes {
     return helper.change(msg);
   }
 
+  /** Before the spread: the keys of the rows `msg` touches stay on the main session. */
+  private rememberMainKeys(msg: RowChange): void {
+    const key = this.keyOf(msg);
+    if (key !== null) this.mainKeys.add(key);
+    else if (msg.tag === 'update' && msg.oldTuple !== null) {
+      // A key update: both of the row's keys stay on the main session.
+      const cols = this.keys.get(msg.relationOid)?.cols;
+      for (const tuple of cols ? [msg.oldTuple, msg.newTuple] : []) {
+        const k = keyFrom(tuple, cols!);
+        if (k !== null) this.mainKeys.add(k);
+      }
+    }
+  }
+
+  private staysOnMain(): void {
+    this.unsplittable = true;
+    this.mainKeys.clear();
+  }
+
+  /**
+   * A group spread over several sessions is open, or was handed to its commit and not answered as
+   * committed: a failure now may come from the split (see {@link isSpreadConflict}).
+   */
+  get spreadInvolved(): boolean {
+    return this.spread || this.spreadCommits > 0;
+  }
+
   /** The key that routes a change, or null when it goes to the main session (or cannot be split). */
   private keyOf(msg: RowChange): string | null {
     if (msg.tag === 'truncate') return null;
-    const cols = this.keys.get(msg.relationOid);
+    const cols = this.keys.get(msg.relationOid)?.cols;
     if (!cols) return null;
     let tuple: TupleValue[];
     if (msg.tag === 'update') {
@@ -174,7 +210,7 @@ export class Lanes {
    */
   async ddl(payload: DdlPayload): Promise<void> {
     if (this.spread) throw new SpreadConflictError('captured DDL');
-    this.unsplittable = true;
+    this.staysOnMain();
     await this.main.ddl(payload);
     for (const h of this.helpers) h.forgetPlans();
   }
@@ -213,9 +249,12 @@ export class Lanes {
         if (part) parts.push(part);
       }
     }
+    const spread = parts.length > 0;
+    if (spread) this.spreadCommits++; // a failed commit stays involved
     this.reset();
     const done = await this.main.commitGroup({ ...opts, parts });
     this.endLsn = null;
+    if (spread) done?.committed.then(() => this.spreadCommits--, () => {});
     return done;
   }
 
@@ -277,6 +316,25 @@ export function shareId(slot: string, endLsn: Lsn, n: number): string {
 }
 
 /**
+ * Whether a share of a group ending at or before `upTo` is still prepared: that group's progress
+ * row is committed, but not yet all of its rows (readers wait for this; see {@link Lanes}).
+ */
+export async function sharesPending(client: pg.Client, slot: string, upTo: Lsn): Promise<boolean> {
+  const prefix = sharePrefix(slot);
+  const { rows } = await client.query<{ gid: string }>(`SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)`, [prefix]);
+  return rows.some(({ gid }) => {
+    const lsn = shareLsn(gid, prefix);
+    return lsn !== null && lsn <= upTo;
+  });
+}
+
+/** The group end LSN in a share's name, or null for a name that is not one of ours. */
+function shareLsn(gid: string, prefix: string): Lsn | null {
+  const text = gid.slice(prefix.length, gid.lastIndexOf(':'));
+  return /^[0-9A-F]+\/[0-9A-F]+$/i.test(text) ? parseLsn(text) : null;
+}
+
+/**
  * Settles the prepared shares a crash left on the target for `slot` (see {@link Lanes}): commits
  * those of groups whose progress row committed (end LSN at or below `applied`), rolls back the
  * others. Must run before anything is applied: a prepared share holds its rows' locks. A share
@@ -293,16 +351,18 @@ export async function resolvePreparedShares(client: pg.Client, slot: string, app
       `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND starts_with(query, $1)`,
       [`PREPARE TRANSACTION ${literal(prefix)}`.slice(0, -1)],
     );
-    if (busy!.n === 0 || Date.now() > deadline) break;
+    if (busy!.n === 0) break;
+    if (Date.now() > deadline) {
+      throw new PgferryError(ErrorCodes.APPLY, `target: a PREPARE TRANSACTION of slot ${slot} by an earlier run has not finished in 30 s (a synchronous standby down?); pgferry retries`, { retryable: true });
+    }
   }
   const { rows } = await client.query<{ gid: string }>(
     `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY gid`,
     [prefix],
   );
   for (const { gid } of rows) {
-    const lsnText = gid.slice(prefix.length, gid.lastIndexOf(':'));
-    if (!/^[0-9A-F]+\/[0-9A-F]+$/i.test(lsnText)) continue; // not one of ours
-    const lsn = parseLsn(lsnText);
+    const lsn = shareLsn(gid, prefix);
+    if (lsn === null) continue; // not one of ours
     const commit = applied !== null && lsn <= applied;
     for (const deadline = Date.now() + 30_000; ; ) {
       try {

@@ -291,7 +291,15 @@ export async function copySchemaPhase(opts: ApplyOptions & { source: pg.Client; 
  * Starts nothing more once `signal` is aborted (the caller cancels the statement running).
  * Returns how many objects were planned.
  */
-export async function finishSchemaWhileStreaming(opts: { source: pg.Client; target: pg.Client; tables: TableName[]; log: Logger; signal: AbortSignal }): Promise<number> {
+export async function finishSchemaWhileStreaming(opts: {
+  source: pg.Client;
+  target: pg.Client;
+  tables: TableName[];
+  log: Logger;
+  signal: AbortSignal;
+  /** Runs a foreign key's validation where it sees only whole source transactions (see Migration). */
+  wholeTransactions?: <T>(read: () => Promise<T>) => Promise<T>;
+}): Promise<number> {
   const plan = await planSchemaCopy(opts.source, opts.target, opts.tables);
   const { rows } = await opts.target.query<{ schema: string; name: string }>(
     `SELECT schemaname AS schema, relname AS name FROM pg_catalog.pg_stat_user_tables WHERE last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL`,
@@ -303,7 +311,8 @@ export async function finishSchemaWhileStreaming(opts: { source: pg.Client; targ
   await opts.target.query(SESSION_SETUP);
   for (const o of objects) {
     if (opts.signal.aborted) break;
-    await runObject(opts.target, o, opts.log);
+    if (opts.wholeTransactions && o.key.startsWith('validation of ')) await opts.wholeTransactions(() => runObject(opts.target, o, opts.log));
+    else await runObject(opts.target, o, opts.log);
   }
   return objects.length;
 }

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { PgferryError, ErrorCodes, PreflightError, describeError } from '../errors.js';
 import { connectClient, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { parseLsn } from '../protocol/lsn.js';
+import { sharesPending } from '../apply/lanes.js';
 import { listSourceTables } from '../source/catalog.js';
 import { planSchemaCopy } from '../schema/copy-schema.js';
 import { chunkHashQuery, describeKey, nextBoundaryQuery, rowHashesQuery, type KeyRange, type VerifyTable } from './queries.js';
@@ -204,7 +205,8 @@ async function locateRows(source: pg.Client, target: pg.Client, t: VerifyTable, 
 /**
  * Waits (bounded) until the target holds everything the source had at `lsn`: pgferry's progress
  * row on the target (stored with the data, so exact) or the slot's confirmed position (which also
- * moves while the source writes nothing pgferry replicates) is at or past it. Returns at once when
+ * moves while the source writes nothing pgferry replicates) is at or past it (and no share of a
+ * group up to the progress row is still prepared). Returns at once when
  * no migration is streaming from the slot.
  */
 async function waitForTarget(source: pg.Client, target: pg.Client, opts: VerifyOptions, lsn: bigint): Promise<void> {
@@ -219,7 +221,8 @@ async function waitForTarget(source: pg.Client, target: pg.Client, opts: VerifyO
     const applied = await target
       .query<{ lsn: string | null }>(`SELECT applied_lsn::text AS lsn FROM pgferry.migration WHERE slot = $1`, [opts.slot])
       .then((x) => x.rows[0]?.lsn ?? null, () => null);
-    if (applied && parseLsn(applied) >= lsn) return;
+    // A group spread over several sessions commits its progress row before its prepared shares.
+    if (applied && parseLsn(applied) >= lsn && !(await sharesPending(target, opts.slot, parseLsn(applied)))) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
