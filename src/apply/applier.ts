@@ -130,6 +130,8 @@ export class Applier {
   private statementBytes = 0;
   /** Statement batches and COPYs sent but not yet answered, oldest first, with their sizes (see {@link pipelined}). */
   private inFlight: { done: Promise<void>; bytes: number }[] = [];
+  /** Batches sent on the session and not yet answered: none means the target is idle, waiting for the next. */
+  private unanswered = 0;
   /** Settles when the last command queued on the apply session has. */
   private tail: Promise<unknown> = Promise.resolve();
   /** The target's WAL page and segment sizes, in bytes. */
@@ -775,6 +777,9 @@ export class Applier {
    */
   private async pipelined(bytes: number, work: () => Promise<void>): Promise<void> {
     const current = this.serial(work);
+    this.unanswered++;
+    const answered = (): void => void this.unanswered--;
+    current.then(answered, answered);
     current.catch(() => {}); // surfaces at the next wait, see drain()
     this.inFlight.push({ done: current, bytes });
     let total = 0;
@@ -834,7 +839,8 @@ export class Applier {
   private async queue(entry: QueuedStatement): Promise<void> {
     this.statements.push(entry);
     this.statementBytes += entry.sql.length;
-    if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES) await this.flushStatements();
+    // A batch of many rows goes at once to an idle session: the target would wait for the rest otherwise.
+    if (this.statements.length >= STATEMENT_BATCH || this.statementBytes >= BATCH_BYTES || (this.unanswered === 0 && entry.rows >= COPY_MIN_ROWS)) await this.flushStatements();
   }
 
   private async plan(oid: number): Promise<RelationPlan> {
