@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
+import { clientConfig, connectClient } from '../../src/pg/connection.js';
 import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { startInProcess } from '../support/pgferry.js';
 
@@ -27,6 +28,22 @@ describe('one pgferry per migration', () => {
 
   afterAll(async () => {
     await db?.drop();
+  });
+
+  it("has the server probe every pgferry session's connection, so a crashed host's lock goes within about a minute", async () => {
+    for (const url of [db.sourceUrl, db.targetUrl]) {
+      const c = await connectClient(clientConfig('source', `${url}?sslmode=disable`), 'source');
+      try {
+        const { rows } = await c.query<{ name: string; setting: string }>(`SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_keepalives_%' ORDER BY name`);
+        expect(rows).toEqual([
+          { name: 'tcp_keepalives_count', setting: '3' },
+          { name: 'tcp_keepalives_idle', setting: '30' },
+          { name: 'tcp_keepalives_interval', setting: '10' },
+        ]);
+      } finally {
+        await c.end();
+      }
+    }
   });
 
   it('refuses a second start while the first runs, in one line naming the first, and the first goes on', async () => {
