@@ -4,7 +4,7 @@ import { PgferryError, ErrorCodes, PreflightError, describeError } from './error
 import { ident, negotiateSsl } from './pg/connection.js';
 import { dropSlot } from './source/slot.js';
 import { removeDdlCapture } from './ddl/capture.js';
-import { INSTANCE_LOCK, deleteMigration, readMigration } from './apply/state-store.js';
+import { INSTANCE_LOCK, deleteMigration, lockShares, readMigration, unlockShares } from './apply/state-store.js';
 import { resolvePreparedShares } from './apply/lanes.js';
 
 /**
@@ -48,8 +48,10 @@ export async function cleanup(settings: Settings): Promise<string[]> {
     }
     const hasState = (await target.query(`SELECT to_regclass('pgferry.migration') IS NOT NULL AS ok`)).rows[0]?.ok === true;
     // Shares of a spread group a crashed pgferry prepared (they hold row locks until settled).
+    await lockShares(target, settings.slot); // see SHARES_LOCK
     const applied = hasState ? ((await readMigration(target, settings.slot, { waitForWriters: true }))?.appliedLsn ?? null) : null;
     const settled = await resolvePreparedShares(target, settings.slot, applied);
+    await unlockShares(target, settings.slot);
     if (settled.committed + settled.rolledBack > 0) done.push(`target: settled ${settled.committed + settled.rolledBack} prepared transaction(s) of slot ${settings.slot} (${settled.committed} committed, ${settled.rolledBack} rolled back)`);
     if (hasState) {
       await deleteMigration(target, settings.slot);

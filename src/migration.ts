@@ -18,7 +18,7 @@ import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
 import { undoRecordedFence } from './cutover/fence-record.js';
 import { PgBouncerAdmin } from './cutover/pgbouncer.js';
-import { INSTANCE_LOCK, beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, markSchemaFinished, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, type MigrationState, type TableCopy } from './apply/state-store.js';
+import { INSTANCE_LOCK, beginSnapshotPhase, beginStreamingPhase, ensureStateSchema, markSchemaFinished, lockShares, readMigration, readTableCopies, recordConsistentPoint, resetTableCopies, unlockShares, type MigrationState, type TableCopy } from './apply/state-store.js';
 import { withoutCopied } from './snapshot/already-copied.js';
 import { copyEtaSeconds, type MigrationStatus } from './status.js';
 import { estimateRows } from './source/estimates.js';
@@ -619,12 +619,15 @@ export class Migration {
         applier.addSession(new Applier(helper, this.settings.slot, this.log, this.settings.schemaCopy));
       }
       await applier.init();
+      // Read and settled under the shares lock: no other run is between a spread group's progress row and its shares.
+      await lockShares(target, this.settings.slot);
       // The previous session's last commit may still be running on the target: wait for it, or a group would apply twice.
       const state = await readMigration(target, this.settings.slot, { waitForWriters: true });
       if (!state?.appliedLsn) throw new PreflightError(`target: pgferry state for slot ${this.settings.slot} is missing; start over with pgferry cleanup, then pgferry start`);
       let applied: Lsn = state.appliedLsn;
       // Shares of a group spread over several sessions that an interrupted run prepared but did not commit.
       await resolvePreparedShares(target, this.settings.slot, applied, this.log);
+      await unlockShares(target, this.settings.slot);
       this.status.connected.target = true;
       // Large transactions are applied while they run, unless turned off, a resumed copy's tables
       // still need each change's commit LSN (withoutCopied), or one failed in this process.

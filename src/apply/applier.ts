@@ -4,11 +4,11 @@ import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { PgferryError, ErrorCodes, describeError, withTables } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
-import { parseLsn, type Lsn } from '../protocol/lsn.js';
+import { formatLsn, parseLsn, type Lsn } from '../protocol/lsn.js';
 import { UNCHANGED_TOAST, type PgoutputMessage, type TupleValue } from '../protocol/pgoutput.js';
 import { ident, literal, qualified, tableKey, type TableName } from '../pg/connection.js';
 import { copyInStatement, copyTextLine, deleteByKeysStatement, deleteStatement, inlineParams, insertRowsStatement, insertStatement, matchStatement, truncateStatement, updateByKeysStatement, updateStatement, type RelationPlan, type Statement } from './statements.js';
-import { saveAppliedLsn } from './state-store.js';
+import { lockShares, saveAppliedLsn, unlockShares } from './state-store.js';
 import { planDdl, type DdlPayload } from '../ddl/ddl-message.js';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
@@ -528,6 +528,14 @@ export class Applier {
         await part.prepared;
         mergeCounts(counts, part.counts);
       }
+      if (parts.length > 0) {
+        // Released after the last COMMIT PREPARED (or with the session, after a failure).
+        await lockShares(this.client, this.slot);
+        const { rows: [left] } = await this.client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_catalog.pg_prepared_xacts WHERE gid = ANY($1::text[])', [parts.map((p) => p.gid)]);
+        if (left!.n !== parts.length) {
+          throw new PgferryError(ErrorCodes.APPLY, `target: the prepared shares of the group ending at ${formatLsn(endLsn)} were settled by another run (a second pgferry on this migration?); the group is applied again`, { retryable: true });
+        }
+      }
       await saveAppliedLsn(this.client, this.slot, endLsn);
       const commit = `${opts.durable ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT`;
       const positions = 'SELECT pg_current_wal_insert_lsn()::text AS inserted, pg_current_wal_flush_lsn()::text AS flushed';
@@ -536,6 +544,7 @@ export class Applier {
       }
       // Each alone: COMMIT PREPARED cannot run in a multi-statement query's implicit transaction.
       for (const part of parts) await this.client.query(`COMMIT PREPARED ${literal(part.gid)}`);
+      if (parts.length > 0) await unlockShares(this.client, this.slot);
       const results = (await this.client.query(parts.length > 0 ? positions : `${commit}; ${positions}`)) as unknown as
         | pg.QueryResult<{ inserted: string; flushed: string }>
         | pg.QueryResult<{ inserted: string; flushed: string }>[];

@@ -23,6 +23,23 @@ import { ErrorCodes, PgferryError } from '../errors.js';
  */
 export const INSTANCE_LOCK = 0x70676672;
 
+/**
+ * First key of the target advisory lock (the second is `hashtext(slot)`) a session holds while it
+ * commits a spread group (progress row, then its prepared shares) and while it settles shares
+ * another run left ("pgsh"): a run that took the migration over never settles shares that another
+ * still commits, and a group whose shares were settled meanwhile never commits its progress row.
+ */
+export const SHARES_LOCK = 0x70677368;
+
+/** Takes {@link SHARES_LOCK} for `slot` (session level: it outlives the transaction). */
+export async function lockShares(client: pg.Client, slot: string): Promise<void> {
+  await client.query('SELECT pg_catalog.pg_advisory_lock($1::int4, pg_catalog.hashtext($2))', [SHARES_LOCK, slot]);
+}
+
+export async function unlockShares(client: pg.Client, slot: string): Promise<void> {
+  await client.query('SELECT pg_catalog.pg_advisory_unlock($1::int4, pg_catalog.hashtext($2))', [SHARES_LOCK, slot]);
+}
+
 export const STATE_DDL = `
 CREATE SCHEMA IF NOT EXISTS pgferry;
 CREATE TABLE IF NOT EXISTS pgferry.migration (

@@ -3,12 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { Applier } from '../../src/apply/applier.js';
 import { Lanes, resolvePreparedShares, shareId, sharesPending } from '../../src/apply/lanes.js';
-import { ensureStateSchema } from '../../src/apply/state-store.js';
+import type { QueuedCommit } from '../../src/apply/applier.js';
+import { ensureStateSchema, lockShares, unlockShares } from '../../src/apply/state-store.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
 import { preflightTarget } from '../../src/apply/preflight.js';
 import { cleanup } from '../../src/cleanup.js';
 import { loadSettings } from '../../src/config/settings.js';
 import { createLogger } from '../../src/observability/logger.js';
-import type { PgoutputMessage } from '../../src/protocol/pgoutput.js';
 import { createTestDatabases, serverUrl, waitFor, type TestDatabases } from '../support/databases.js';
 import { scrape, valueOf } from '../support/metrics.js';
 import { startInProcess, waitForIdentical } from '../support/pgferry.js';
@@ -171,10 +172,15 @@ describe('prepared shares left by an interrupted run', () => {
     expect((await db.target.query(`SELECT 1 FROM public.t WHERE id = 5`)).rowCount).toBe(0);
   });
 
-  it("shows readers a spread group's shares pending between its progress row and their commits", async () => {
-    // The main session is held at its first COMMIT PREPARED, right after the group's COMMIT.
-    await db.target.query(`CREATE TABLE public.p (id int PRIMARY KEY)`);
+  /**
+   * A group of 3,000 inserts into `table` (created here) spread over a main and a helper session,
+   * handed to its commit; the main session stops before its first statement starting with
+   * `gateAt` until `release` is called. The progress row starts at 0/10; the group ends at 0/100.
+   */
+  async function spreadGroup(table: string, gateAt: string): Promise<{ lanes: Lanes; done: QueuedCommit; atGate: Promise<void>; release: () => void }> {
+    await db.target.query(`CREATE TABLE public.${table} (id int PRIMARY KEY)`);
     await ensureStateSchema(db.target);
+    await db.target.query(`DELETE FROM pgferry.migration WHERE slot = $1`, [db.slot]);
     await db.target.query(`INSERT INTO pgferry.migration (slot, phase, applied_lsn) VALUES ($1, 'streaming', '0/10')`, [db.slot]);
     const connect = async (): Promise<pg.Client> => {
       const c = new pg.Client({ connectionString: db.targetUrl });
@@ -189,7 +195,7 @@ describe('prepared shares left by an interrupted run', () => {
     const gate = new Promise<void>((r) => (release = r));
     const query = mainClient.query.bind(mainClient) as (...args: unknown[]) => unknown;
     (mainClient as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      if (typeof args[0] === 'string' && args[0].startsWith('COMMIT PREPARED')) {
+      if (typeof args[0] === 'string' && args[0].startsWith(gateAt)) {
         reached();
         return gate.then(() => query(...args));
       }
@@ -199,28 +205,75 @@ describe('prepared shares left by an interrupted run', () => {
     const lanes = new Lanes(new Applier(mainClient, db.slot, log), db.slot);
     lanes.addSession(new Applier(await connect(), db.slot, log));
     await lanes.init();
-    const p: Extract<PgoutputMessage, { tag: 'relation' }> = { tag: 'relation', relationOid: 1, namespace: 'public', name: 'p', replicaIdentity: 'default', columns: [{ name: 'id', typeOid: 23, typeModifier: -1, isKey: true }] };
-    lanes.relation(p);
+    lanes.relation({ tag: 'relation', relationOid: 1, namespace: 'public', name: table, replicaIdentity: 'default', columns: [{ name: 'id', typeOid: 23, typeModifier: -1, isKey: true }] });
     for (let i = 1; i <= 3_000; i++) await lanes.change({ tag: 'insert', relationOid: 1, newTuple: [String(i)] });
     expect(lanes.endTransaction(0x100n)).toBe(true);
     const done = await lanes.commitGroup();
     expect(done?.sessions).toBe(2);
+    return { lanes, done: done!, atGate, release };
+  }
+
+  const applied = async (): Promise<string> => (await db.target.query<{ lsn: string }>(`SELECT applied_lsn::text AS lsn FROM pgferry.migration WHERE slot = $1`, [db.slot])).rows[0]!.lsn;
+  const rowsOf = async (table: string): Promise<number> => (await db.target.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.${table}`)).rows[0]!.n;
+
+  it("shows readers a spread group's shares pending between its progress row and their commits", async () => {
+    // The main session is held at its first COMMIT PREPARED, right after the group's COMMIT.
+    const { lanes, done, atGate, release } = await spreadGroup('p', 'COMMIT PREPARED');
     await atGate;
     try {
-      const { rows: [state] } = await db.target.query<{ past: boolean }>(`SELECT applied_lsn >= '0/100' AS past FROM pgferry.migration WHERE slot = $1`, [db.slot]);
-      expect(state!.past).toBe(true);
+      expect(await applied()).toBe('0/100');
       // Not all of the group's rows are visible yet: verify and foreign-key validation wait for this.
-      expect((await db.target.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.p`)).rows[0]!.n).toBeLessThan(3_000);
+      expect(await rowsOf('p')).toBeLessThan(3_000);
       expect(await sharesPending(db.target, db.slot, 0x100n)).toBe(true);
       expect(await sharesPending(db.target, db.slot, 0xffn)).toBe(false);
       expect(lanes.spreadInvolved).toBe(true);
     } finally {
       release();
     }
-    await done!.committed;
+    await done.committed;
     expect(await sharesPending(db.target, db.slot, 0x100n)).toBe(false);
     expect(lanes.spreadInvolved).toBe(false);
-    expect((await db.target.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.p`)).rows[0]!.n).toBe(3_000);
+    expect(await rowsOf('p')).toBe(3_000);
+  });
+
+  it('never lets a run that took over settle the shares of a group another run is committing', async () => {
+    // The main session holds the shares lock and is stopped at its first COMMIT PREPARED.
+    const { done, atGate, release } = await spreadGroup('q', 'COMMIT PREPARED');
+    await atGate;
+    const other = new pg.Client({ connectionString: db.targetUrl });
+    await other.connect();
+    sessions.push(other);
+    const pid = (other as unknown as { processID: number }).processID;
+    // What a second pgferry does at its start: lock, read the progress, settle.
+    const takeover = (async () => {
+      await lockShares(other, db.slot);
+      const settled = await resolvePreparedShares(other, db.slot, parseLsn(await applied()));
+      await unlockShares(other, db.slot);
+      return settled;
+    })();
+    try {
+      await waitFor(async () => (await db.target.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [pid])).rowCount === 1, 'the takeover waiting');
+    } finally {
+      release();
+    }
+    await done.committed;
+    expect(await takeover).toEqual({ committed: 0, rolledBack: 0 });
+    expect(await rowsOf('q')).toBe(3_000);
+  });
+
+  it('never commits the progress row of a group whose shares another run settled', async () => {
+    // Another run settles (rolls back) the shares after they are prepared, before the main session locks.
+    const { lanes, done, atGate, release } = await spreadGroup('r', 'SELECT pg_catalog.pg_advisory_lock');
+    await atGate;
+    try {
+      expect(await resolvePreparedShares(db.target, db.slot, parseLsn(await applied()))).toEqual({ committed: 0, rolledBack: 1 });
+    } finally {
+      release();
+    }
+    await expect(done.committed).rejects.toThrow('were settled by another run');
+    await lanes.rollback();
+    expect(await applied()).toBe('0/10');
+    expect(await rowsOf('r')).toBe(0);
     await db.target.query(`DELETE FROM pgferry.migration WHERE slot = $1`, [db.slot]);
   });
 
