@@ -254,7 +254,8 @@ export class Lanes {
     this.reset();
     const done = await this.main.commitGroup({ ...opts, parts });
     this.endLsn = null;
-    if (spread) done?.committed.then(() => this.spreadCommits--, () => {});
+    if (spread && done) done.committed.then(() => this.spreadCommits--, () => {});
+    else if (spread) this.spreadCommits--; // nothing to commit after all
     return done;
   }
 
