@@ -12,7 +12,7 @@ import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, 
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier, type QueuedCommit } from './apply/applier.js';
-import { isSpreadConflict, Lanes, resolvePreparedShares } from './apply/lanes.js';
+import { isSpreadConflict, Lanes, resolvePreparedShares, sharesPending } from './apply/lanes.js';
 import { StreamedTransactions } from './apply/streamed.js';
 import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
@@ -344,7 +344,7 @@ export class Migration {
           target = await connectClient(this.target(), 'target');
           this.finishingPid = (target as unknown as { processID: number | null }).processID;
           const started = Date.now();
-          const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal, wholeTransactions: (run) => this.wholeTransactions(run) });
+          const objects = await finishSchemaWhileStreaming({ source, target, tables: this.settings.tables, log: this.log, signal: this.aborted.signal, wholeTransactions: (run) => this.wholeTransactions(target!, run) });
           if (this.stopping) return;
           await markSchemaFinished(target, this.settings.slot);
           this.schemaFinished = true;
@@ -594,6 +594,7 @@ export class Migration {
 
   /** One replication session: runs until the connection drops, apply fails, or stop. */
   private async streamOnce(): Promise<void> {
+    this.spreadFailed = false;
     this.failingSide = 'target';
     this.streamedFailure = null;
     const target = await connectClient(this.target(), 'target');
@@ -603,7 +604,6 @@ export class Migration {
     this.helperClients = helperClients;
     const applier = new Lanes(main, this.settings.slot, () => this.spreadHeld);
     this.lanes = applier;
-    this.spreadFailed = false;
     const streamed = new StreamedTransactions(() => connectClient(this.target(), 'target'), applier, this.settings.slot, this.log, this.settings.schemaCopy);
     this.streamedTxns = streamed;
     const queue = new Fifo<StreamEvent>();
@@ -1002,10 +1002,15 @@ export class Migration {
    * spread before have committed): a reader then never sees a progress row before all of its
    * group's rows, which a spread group commits after it (see {@link Lanes}).
    */
-  private async wholeTransactions<T>(read: () => Promise<T>): Promise<T> {
+  private async wholeTransactions<T>(target: pg.Client, read: () => Promise<T>): Promise<T> {
     this.spreadHeld = true;
     try {
-      while (this.lanes?.spreadInvolved && !this.stopping) await this.sleep(20);
+      // Also shares left prepared by an interrupted session, until a start settles them. A plain
+      // timer: this runs beside the apply loop, whose wake-up this.sleep() would take.
+      while (!this.stopping && !this.fatal && (this.lanes?.spreadInvolved || (await sharesPending(target, this.settings.slot, 0xffffffffffffffffn)))) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      if (this.stopping || this.fatal) throw new PgferryError(ErrorCodes.APPLY, 'stopped before foreign-key validation');
       return await read();
     } finally {
       this.spreadHeld = false;
