@@ -745,12 +745,21 @@ export class Applier {
       return undefined;
     }
     await this.flushStatements();
-    let body = '';
+    // Encoded row by row into one buffer: a string of megabytes would live in V8's old space until
+    // a full collection (the process's peak memory), while the buffer goes at the next scavenge.
+    let body: Buffer = Buffer.allocUnsafe(Math.max(65_536, Math.ceil(runs.bytes * 1.25)));
+    let at = 0;
     const line: (string | null)[] = new Array<string | null>(run.present.length);
     for (const t of run.tuples) {
       for (let n = 0; n < line.length; n++) line[n] = text(t[run.present[n]!]);
-      body += copyTextLine(line);
+      const row = copyTextLine(line);
+      if (body.length - at < row.length * 3) {
+        const need = at + Buffer.byteLength(row);
+        if (need > body.length) body = grown(body, at, need);
+      }
+      at += body.write(row, at);
     }
+    body = body.subarray(0, at);
     run.tuples = []; // the rows live on only as the COPY body
     const counts = this.counts;
     await this.pipelined(body.length, async () => {
@@ -918,6 +927,13 @@ function sameColumns(a: number[], b: number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** A copy of the first `used` bytes of `buf` in a buffer of at least `need` bytes (twice the size, or more). */
+function grown(buf: Buffer, used: number, need: number): Buffer {
+  const next = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+  buf.copy(next, 0, 0, used);
+  return next;
 }
 
 /** A statement for a one-line message: whitespace runs collapsed, long ones cut. */
