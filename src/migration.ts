@@ -12,7 +12,7 @@ import { checkPublication, createSlotWithSnapshot, dropSlot, ensurePublication, 
 import { ReplicationStream, type StreamEvent } from './source/replication-stream.js';
 import { TableRewrittenError, connectSnapshotReader, copyTables } from './snapshot/copy.js';
 import { Applier, type QueuedCommit } from './apply/applier.js';
-import { isSpreadConflict, Lanes, resolvePreparedShares, sharesPending } from './apply/lanes.js';
+import { isSpreadConflict, Lanes, resolvePreparedShares, sharesUnderProgress } from './apply/lanes.js';
 import { StreamedTransactions } from './apply/streamed.js';
 import { preflightTarget } from './apply/preflight.js';
 import { EarlyIndexBuilder, copySchemaPhase, finishSchemaWhileStreaming } from './schema/copy-schema.js';
@@ -76,6 +76,8 @@ export class Migration {
   private closeMonitor: () => Promise<void> = async () => {};
   /** A problem found outside the streaming loop (an invalidated slot) that ends the run. */
   private fatal: PgferryError | null = null;
+  /** {@link run} has returned or thrown: background work of the run (foreign-key validation) gives up. */
+  private ended = false;
   /** Set when a stop's grace period ran out: the transaction in flight is rolled back. */
   private abandoned = false;
   private applyTarget: pg.Client | null = null;
@@ -155,6 +157,7 @@ export class Migration {
       this.metrics.errors.inc({ kind: errorKind(err, 'other') });
       throw err;
     } finally {
+      this.ended = true;
       clearInterval(ticker);
       if (this.lockKeeper) clearInterval(this.lockKeeper);
       this.lockKeeper = null;
@@ -336,7 +339,7 @@ export class Migration {
     this.status.schemaFinishing = state;
     if (this.schemaFinished) return;
     this.finishing = (async () => {
-      for (let delay = 1_000; !this.stopping; delay = Math.min(delay * 2, 30_000)) {
+      for (let delay = 1_000; !this.stopping && !this.ended && !this.fatal; delay = Math.min(delay * 2, 30_000)) {
         let source: pg.Client | null = null;
         let target: pg.Client | null = null;
         try {
@@ -352,7 +355,7 @@ export class Migration {
           if (objects > 0) this.log.info({ objects, ms: Date.now() - started }, 'schema copy: foreign keys validated and tables analyzed while streaming');
           return;
         } catch (err) {
-          if (this.stopping) return;
+          if (this.stopping || this.ended || this.fatal) return;
           if (!isConnectionError(err)) {
             state.state = 'failed';
             state.error = describeError(err);
@@ -782,8 +785,10 @@ export class Migration {
       // A stop lets the transaction in flight finish (see stop()); between transactions it ends the loop at once.
       /** The streamed transactions' step in progress: if the loop fails in it, see {@link streamLarge}. */
       let streamedWork: Promise<unknown> | null = null;
+      /** The loop ends: the session ended or failed, or a stop (or restart) found no transaction in flight. */
+      const over = (): boolean => ended || this.fatal !== null || this.abandoned || commitFailure !== null || ((this.stopping || restart) && !inTransaction);
       try {
-        while (!ended && !this.fatal && !this.abandoned && commitFailure === null && (!(this.stopping || restart) || inTransaction)) {
+        while (!over()) {
           streamedWork = null;
           this.inFlight = inTransaction || applier.groupOpen || unanswered > 0;
           if (performance.now() - yielded >= YIELD_MS) {
@@ -818,6 +823,12 @@ export class Migration {
               continue;
             }
             await new Promise<void>((resolve) => {
+              // A wake-up that came while nothing waited (the yield above) is gone: whatever it
+              // signalled that ends the loop is checked here, before waiting for the next one.
+              if (over()) {
+                resolve();
+                return;
+              }
               this.wake = () => {
                 this.wake = null; // one wake-up per wait: events arriving while the loop runs cost nothing here
                 resolve();
@@ -1005,12 +1016,14 @@ export class Migration {
   private async wholeTransactions<T>(target: pg.Client, read: () => Promise<T>): Promise<T> {
     this.spreadHeld = true;
     try {
-      // Also shares left prepared by an interrupted session, until a start settles them. A plain
+      // Also shares an interrupted session left prepared under the progress the reader would see (a
+      // reader cannot see a progress row of shares above it), until a start settles them. A plain
       // timer: this runs beside the apply loop, whose wake-up this.sleep() would take.
-      while (!this.stopping && !this.fatal && (this.lanes?.spreadInvolved || (await sharesPending(target, this.settings.slot, 0xffffffffffffffffn)))) {
+      const stopped = (): boolean => this.stopping || this.ended || this.fatal !== null;
+      while (!stopped() && (this.lanes?.spreadInvolved || (await sharesUnderProgress(target, this.settings.slot)))) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      if (this.stopping || this.fatal) throw new PgferryError(ErrorCodes.APPLY, 'stopped before foreign-key validation');
+      if (stopped()) throw new PgferryError(ErrorCodes.APPLY, 'stopped before foreign-key validation');
       return await read();
     } finally {
       this.spreadHeld = false;

@@ -531,8 +531,14 @@ export class Applier {
       if (parts.length > 0) {
         // Released after the last COMMIT PREPARED (or with the session, after a failure).
         await lockShares(this.client, this.slot);
-        const { rows: [left] } = await this.client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_catalog.pg_prepared_xacts WHERE gid = ANY($1::text[])', [parts.map((p) => p.gid)]);
-        if (left!.n !== parts.length) {
+        const { rows: left } = await this.client.query<{ gid: string }>('SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid = ANY($1::text[])', [parts.map((p) => p.gid)]);
+        if (left.length !== parts.length) {
+          // The others were prepared after that run settled shares: nobody would settle them (this
+          // run is about to lose the migration), and they would hold their rows' locks. Rolled back
+          // under the lock, outside this session's transaction (which fails anyway).
+          await this.client.query('ROLLBACK');
+          for (const { gid } of left) await this.client.query(`ROLLBACK PREPARED ${literal(gid)}`);
+          await unlockShares(this.client, this.slot);
           throw new PgferryError(ErrorCodes.APPLY, `target: the prepared shares of the group ending at ${formatLsn(endLsn)} were settled by another run (a second pgferry on this migration?); the group is applied again`, { retryable: true });
         }
       }

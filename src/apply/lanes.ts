@@ -329,6 +329,19 @@ export async function sharesPending(client: pg.Client, slot: string, upTo: Lsn):
   });
 }
 
+/** {@link sharesPending} up to the progress the target holds now (read on `client`, in the same statement). */
+export async function sharesUnderProgress(client: pg.Client, slot: string): Promise<boolean> {
+  const prefix = sharePrefix(slot);
+  const { rows } = await client.query<{ gid: string; applied: string | null }>(
+    `SELECT gid, (SELECT applied_lsn::text FROM pgferry.migration WHERE slot = $2) AS applied FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)`,
+    [prefix, slot],
+  );
+  return rows.some(({ gid, applied }) => {
+    const lsn = shareLsn(gid, prefix);
+    return applied !== null && lsn !== null && lsn <= parseLsn(applied);
+  });
+}
+
 /** The group end LSN in a share's name, or null for a name that is not one of ours. */
 function shareLsn(gid: string, prefix: string): Lsn | null {
   const text = gid.slice(prefix.length, gid.lastIndexOf(':'));

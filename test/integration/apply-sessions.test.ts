@@ -2,9 +2,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
 import { Applier } from '../../src/apply/applier.js';
-import { Lanes, resolvePreparedShares, shareId, sharesPending } from '../../src/apply/lanes.js';
+import { Lanes, resolvePreparedShares, shareId, sharesPending, sharesUnderProgress } from '../../src/apply/lanes.js';
 import type { QueuedCommit } from '../../src/apply/applier.js';
-import { ensureStateSchema, lockShares, unlockShares } from '../../src/apply/state-store.js';
+import { SHARES_LOCK, ensureStateSchema, lockShares, unlockShares } from '../../src/apply/state-store.js';
 import { parseLsn } from '../../src/protocol/lsn.js';
 import { preflightTarget } from '../../src/apply/preflight.js';
 import { cleanup } from '../../src/cleanup.js';
@@ -177,7 +177,7 @@ describe('prepared shares left by an interrupted run', () => {
    * handed to its commit; the main session stops before its first statement starting with
    * `gateAt` until `release` is called. The progress row starts at 0/10; the group ends at 0/100.
    */
-  async function spreadGroup(table: string, gateAt: string): Promise<{ lanes: Lanes; done: QueuedCommit; atGate: Promise<void>; release: () => void }> {
+  async function spreadGroup(table: string, gateAt: string, helpers = 1): Promise<{ lanes: Lanes; done: QueuedCommit; atGate: Promise<void>; release: () => void }> {
     await db.target.query(`CREATE TABLE public.${table} (id int PRIMARY KEY)`);
     await ensureStateSchema(db.target);
     await db.target.query(`DELETE FROM pgferry.migration WHERE slot = $1`, [db.slot]);
@@ -203,13 +203,13 @@ describe('prepared shares left by an interrupted run', () => {
     };
     const log = createLogger('silent', { pretty: false });
     const lanes = new Lanes(new Applier(mainClient, db.slot, log), db.slot);
-    lanes.addSession(new Applier(await connect(), db.slot, log));
+    for (let h = 0; h < helpers; h++) lanes.addSession(new Applier(await connect(), db.slot, log));
     await lanes.init();
     lanes.relation({ tag: 'relation', relationOid: 1, namespace: 'public', name: table, replicaIdentity: 'default', columns: [{ name: 'id', typeOid: 23, typeModifier: -1, isKey: true }] });
     for (let i = 1; i <= 3_000; i++) await lanes.change({ tag: 'insert', relationOid: 1, newTuple: [String(i)] });
     expect(lanes.endTransaction(0x100n)).toBe(true);
     const done = await lanes.commitGroup();
-    expect(done?.sessions).toBe(2);
+    expect(done?.sessions).toBe(helpers + 1);
     return { lanes, done: done!, atGate, release };
   }
 
@@ -226,12 +226,14 @@ describe('prepared shares left by an interrupted run', () => {
       expect(await rowsOf('p')).toBeLessThan(3_000);
       expect(await sharesPending(db.target, db.slot, 0x100n)).toBe(true);
       expect(await sharesPending(db.target, db.slot, 0xffn)).toBe(false);
+      expect(await sharesUnderProgress(db.target, db.slot)).toBe(true);
       expect(lanes.spreadInvolved).toBe(true);
     } finally {
       release();
     }
     await done.committed;
     expect(await sharesPending(db.target, db.slot, 0x100n)).toBe(false);
+    expect(await sharesUnderProgress(db.target, db.slot)).toBe(false);
     expect(lanes.spreadInvolved).toBe(false);
     expect(await rowsOf('p')).toBe(3_000);
   });
@@ -274,6 +276,32 @@ describe('prepared shares left by an interrupted run', () => {
     await lanes.rollback();
     expect(await applied()).toBe('0/10');
     expect(await rowsOf('r')).toBe(0);
+    await db.target.query(`DELETE FROM pgferry.migration WHERE slot = $1`, [db.slot]);
+  });
+
+  it('rolls back the shares left of a group whose other shares another run settled (nobody else would)', async () => {
+    // Another run settled one share (prepared before its start); the second was prepared after.
+    const { lanes, done, atGate, release } = await spreadGroup('r2', 'SELECT pg_catalog.pg_advisory_lock', 2);
+    const prepared = async (): Promise<string[]> => (await db.target.query<{ gid: string }>(`SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1) ORDER BY gid`, [`pgferry:${db.slot}:`])).rows.map((r) => r.gid);
+    await atGate;
+    try {
+      const gids = await prepared();
+      expect(gids).toHaveLength(2);
+      // Shares above the progress row: no reader can see a progress row without their rows.
+      expect(await sharesUnderProgress(db.target, db.slot)).toBe(false);
+      await db.target.query(`ROLLBACK PREPARED '${gids[0]}'`);
+    } finally {
+      release();
+    }
+    await expect(done.committed).rejects.toThrow('were settled by another run');
+    expect(await prepared()).toEqual([]);
+    await lanes.rollback();
+    expect(await applied()).toBe('0/10');
+    expect(await rowsOf('r2')).toBe(0);
+    // The shares lock went with the failure: a start can take it at once.
+    const { rows: [free] } = await db.target.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock($1::int4, hashtext($2)) AS ok`, [SHARES_LOCK, db.slot]);
+    expect(free!.ok).toBe(true);
+    await db.target.query(`SELECT pg_advisory_unlock($1::int4, hashtext($2))`, [SHARES_LOCK, db.slot]);
     await db.target.query(`DELETE FROM pgferry.migration WHERE slot = $1`, [db.slot]);
   });
 
