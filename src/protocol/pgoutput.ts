@@ -118,6 +118,17 @@ function columnWhat(i: number, kind: number): string {
 const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
 
 /**
+ * `buf.toString('utf8', start, end)` without its argument checks and encoding lookup, which cost
+ * as much as the decoding itself for the short values of a row (Buffer's own `utf8Slice`, what
+ * `toString` ends in; bounds are checked by the caller). Same replacement characters for invalid
+ * UTF-8 either way.
+ */
+const utf8: (buf: Buffer, start: number, end: number) => string =
+  typeof (Buffer.prototype as unknown as { utf8Slice?: unknown }).utf8Slice === 'function'
+    ? (buf, start, end) => (buf as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice(start, end)
+    : (buf, start, end) => buf.toString('utf8', start, end);
+
+/**
  * Bounds-checked big-endian reader over one payload, which starts at `base` of `buf` and ends
  * with it; every read names what it reads for the error. Positions are offsets in `buf`; errors
  * report them from the payload's start.
@@ -205,7 +216,7 @@ class Reader {
   tuple(): TupleValue[] {
     const n = this.u16('column count');
     const buf = this.buf;
-    const values: TupleValue[] = [];
+    const values: TupleValue[] = new Array<TupleValue>(n);
     for (let i = 0; i < n; i++) {
       const at = this.pos;
       if (at >= buf.length) this.fail(`truncated column ${i} kind (need 1 bytes, have 0)`);
@@ -220,9 +231,9 @@ class Reader {
         this.pos = start;
         if (buf.length - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${buf.length - start})`);
         this.pos = start + length;
-        values.push(kind === Marker.Text ? buf.toString('utf8', start, start + length) : Buffer.from(buf.subarray(start, start + length)));
-      } else if (kind === Marker.Null) values.push(null);
-      else if (kind === Marker.UnchangedToast) values.push(UNCHANGED_TOAST);
+        values[i] = kind === Marker.Text ? utf8(buf, start, start + length) : Buffer.from(buf.subarray(start, start + length));
+      } else if (kind === Marker.Null) values[i] = null;
+      else if (kind === Marker.UnchangedToast) values[i] = UNCHANGED_TOAST;
       else this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);
     }
     return values;
