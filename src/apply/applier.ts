@@ -755,16 +755,24 @@ export class Applier {
     // a full collection (the process's peak memory), while the buffer goes at the next scavenge.
     let body: Buffer = Buffer.allocUnsafe(Math.max(65_536, Math.ceil(runs.bytes * 1.25)));
     let at = 0;
+    const put = (chars: string): void => {
+      if (body.length - at < chars.length * 3) {
+        const need = at + Buffer.byteLength(chars);
+        if (need > body.length) body = grown(body, at, need);
+      }
+      at += body.write(chars, at);
+    };
+    let some = '';
     const line: (string | null)[] = new Array<string | null>(run.present.length);
     for (const t of run.tuples) {
       for (let n = 0; n < line.length; n++) line[n] = text(t[run.present[n]!]);
-      const row = copyTextLine(line);
-      if (body.length - at < row.length * 3) {
-        const need = at + Buffer.byteLength(row);
-        if (need > body.length) body = grown(body, at, need);
+      some += copyTextLine(line);
+      if (some.length >= 16_384) {
+        put(some); // a few rows at a time: one write per row costs more than its encoding
+        some = '';
       }
-      at += body.write(row, at);
     }
+    put(some);
     body = body.subarray(0, at);
     run.tuples = []; // the rows live on only as the COPY body
     const counts = this.counts;

@@ -123,10 +123,8 @@ const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'defaul
  * `toString` ends in; bounds are checked by the caller). Same replacement characters for invalid
  * UTF-8 either way.
  */
-const utf8: (buf: Buffer, start: number, end: number) => string =
-  typeof (Buffer.prototype as unknown as { utf8Slice?: unknown }).utf8Slice === 'function'
-    ? (buf, start, end) => (buf as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice(start, end)
-    : (buf, start, end) => buf.toString('utf8', start, end);
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, start: number, end: number) => string }).utf8Slice;
+const utf8: (buf: Buffer, start: number, end: number) => string = utf8Slice ? (buf, start, end) => utf8Slice.call(buf, start, end) : (buf, start, end) => buf.toString('utf8', start, end);
 
 /**
  * Bounds-checked big-endian reader over one payload, which starts at `base` of `buf` and ends
