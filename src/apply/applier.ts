@@ -72,11 +72,14 @@ interface InsertRun {
   tuples: TupleValue[][];
 }
 
-/** Where a key's row sits in its table's runs: which run, at which index. */
-interface KeySlot {
-  run: 'insert' | 'update' | 'delete';
-  at: number;
-}
+/**
+ * Where a key's row sits in its table's runs: its index in the run times 4, plus the run (a number,
+ * not an object: one per row of a bulk insert).
+ */
+type KeySlot = number;
+const IN_INSERT = 0;
+const IN_UPDATE = 1;
+const IN_DELETE = 2;
 
 /** Updates (same columns) or deletes to one table by distinct keys, to send as one statement. */
 interface KeyedRun {
@@ -309,7 +312,7 @@ export class Applier {
         const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
         const runs = found instanceof Promise ? await found : found;
         runs.insert ??= { present, presentKey, tuples: [] };
-        if (key !== null) runs.keys.set(key, { run: 'insert', at: runs.insert.tuples.length });
+        if (key !== null) runs.keys.set(key, runs.insert.tuples.length * 4 + IN_INSERT);
         runs.insert.tuples.push(msg.newTuple);
         const sending = this.grow(runs, tupleBytes(msg.newTuple));
         if (sending) await sending;
@@ -655,7 +658,7 @@ export class Applier {
     const row: (string | null)[] = [];
     for (const i of plan.keyIndexes) row.push(text(tuple[i]));
     for (const i of set) row.push(text(tuple[i]));
-    runs.keys.set(key, { run: op, at: run.rows.length });
+    runs.keys.set(key, run.rows.length * 4 + (op === 'update' ? IN_UPDATE : IN_DELETE));
     run.rows.push(row);
     const sending = this.grow(runs, tupleBytes(row));
     if (sending) await sending;
@@ -675,17 +678,18 @@ export class Applier {
   private mergeUpdate(plan: RelationPlan, key: string, set: number[], tuple: TupleValue[]): { runs: TableRuns; bytes: number } | null {
     const runs = this.runs.get(plan.key);
     const slot = runs?.plan === plan ? runs.keys.get(key) : undefined;
-    if (!runs || !slot) return null;
+    if (!runs || slot === undefined) return null;
+    const at = slot >>> 2;
     let bytes: number;
-    if (slot.run === 'update' && runs.update && sameColumns(runs.update.set, set)) {
-      const row = runs.update.rows[slot.at]!;
+    if ((slot & 3) === IN_UPDATE && runs.update && sameColumns(runs.update.set, set)) {
+      const row = runs.update.rows[at]!;
       bytes = -tupleBytes(row);
       const offset = plan.keyIndexes.length;
       for (let n = 0; n < set.length; n++) row[offset + n] = text(tuple[set[n]!]);
       bytes += tupleBytes(row);
-    } else if (slot.run === 'insert' && runs.insert?.presentKey === '' && set === plan.nonKey) {
-      bytes = tupleBytes(tuple) - tupleBytes(runs.insert.tuples[slot.at]!);
-      runs.insert.tuples[slot.at] = tuple;
+    } else if ((slot & 3) === IN_INSERT && runs.insert?.presentKey === '' && set === plan.nonKey) {
+      bytes = tupleBytes(tuple) - tupleBytes(runs.insert.tuples[at]!);
+      runs.insert.tuples[at] = tuple;
     } else {
       return null;
     }
