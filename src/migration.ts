@@ -77,7 +77,7 @@ export class Migration {
   /** A problem found outside the streaming loop (an invalidated slot) that ends the run. */
   private fatal: PgferryError | null = null;
   /** {@link run} has returned or thrown: background work of the run (foreign-key validation) gives up. */
-  private ended = false;
+  private runEnded = false;
   /** Set when a stop's grace period ran out: the transaction in flight is rolled back. */
   private abandoned = false;
   private applyTarget: pg.Client | null = null;
@@ -157,7 +157,7 @@ export class Migration {
       this.metrics.errors.inc({ kind: errorKind(err, 'other') });
       throw err;
     } finally {
-      this.ended = true;
+      this.runEnded = true;
       clearInterval(ticker);
       if (this.lockKeeper) clearInterval(this.lockKeeper);
       this.lockKeeper = null;
@@ -339,7 +339,7 @@ export class Migration {
     this.status.schemaFinishing = state;
     if (this.schemaFinished) return;
     this.finishing = (async () => {
-      for (let delay = 1_000; !this.stopping && !this.ended && !this.fatal; delay = Math.min(delay * 2, 30_000)) {
+      for (let delay = 1_000; !this.stopping && !this.runEnded && !this.fatal; delay = Math.min(delay * 2, 30_000)) {
         let source: pg.Client | null = null;
         let target: pg.Client | null = null;
         try {
@@ -355,7 +355,7 @@ export class Migration {
           if (objects > 0) this.log.info({ objects, ms: Date.now() - started }, 'schema copy: foreign keys validated and tables analyzed while streaming');
           return;
         } catch (err) {
-          if (this.stopping || this.ended || this.fatal) return;
+          if (this.stopping || this.runEnded || this.fatal) return;
           if (!isConnectionError(err)) {
             state.state = 'failed';
             state.error = describeError(err);
@@ -1024,7 +1024,7 @@ export class Migration {
       // Also shares an interrupted session left prepared under the progress the reader would see (a
       // reader cannot see a progress row of shares above it), until a start settles them. A plain
       // timer: this runs beside the apply loop, whose wake-up this.sleep() would take.
-      const stopped = (): boolean => this.stopping || this.ended || this.fatal !== null;
+      const stopped = (): boolean => this.stopping || this.runEnded || this.fatal !== null;
       while (!stopped() && (this.lanes?.spreadInvolved || (await sharesUnderProgress(target, this.settings.slot)))) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
