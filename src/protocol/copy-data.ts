@@ -18,7 +18,8 @@ export class CopyDataSplitter {
   private need = 0;
 
   constructor(
-    private readonly onCopyData: (data: Buffer, messages: number) => void,
+    /** Bytes `start` to `end` of `buf` (offsets rather than a view: one object less per message). */
+    private readonly onCopyData: (buf: Buffer, start: number, end: number, messages: number) => void,
     private readonly onOther: (messages: Buffer) => void,
     private readonly frames = false,
   ) {}
@@ -72,16 +73,16 @@ export class CopyDataSplitter {
       if (buf[at] === 0x64) {
         if (otherFrom >= 0) this.onOther(buf.subarray(otherFrom, at));
         otherFrom = -1;
-        if (!this.frames) this.onCopyData(buf.subarray(at + 5, end), 1);
+        if (!this.frames) this.onCopyData(buf, at + 5, end, 1);
         else if (run++ === 0) runFrom = at;
       } else {
-        if (run > 0) this.onCopyData(buf.subarray(runFrom, at), run);
+        if (run > 0) this.onCopyData(buf, runFrom, at, run);
         run = 0;
         if (otherFrom < 0) otherFrom = at;
       }
       at = end;
     }
-    if (run > 0) this.onCopyData(buf.subarray(runFrom, at), run);
+    if (run > 0) this.onCopyData(buf, runFrom, at, run);
     if (otherFrom >= 0) this.onOther(buf.subarray(otherFrom, at));
     if (at < buf.length) {
       const rest = buf.subarray(at);

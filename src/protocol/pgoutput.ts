@@ -127,8 +127,7 @@ const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, s
 const utf8: (buf: Buffer, start: number, end: number) => string = utf8Slice ? (buf, start, end) => utf8Slice.call(buf, start, end) : (buf, start, end) => buf.toString('utf8', start, end);
 
 /**
- * Bounds-checked big-endian reader over one payload, which starts at `base` of `buf` and ends
- * with it; every read names what it reads for the error. Positions are offsets in `buf`; errors
+ * Bounds-checked big-endian reader over one payload, which runs from `base` to `end` of `buf`; every read names what it reads for the error. Positions are offsets in `buf`; errors
  * report them from the payload's start.
  */
 class Reader {
@@ -137,6 +136,7 @@ class Reader {
   constructor(
     private readonly buf: Buffer,
     private readonly base: number,
+    private readonly limit: number,
   ) {
     this.pos = base + 1;
   }
@@ -157,7 +157,7 @@ class Reader {
 
   private take(n: number, what: string): number {
     const at = this.pos;
-    if (this.buf.length - at < n) this.fail(`truncated ${what} (need ${n} bytes, have ${this.buf.length - at})`);
+    if (this.limit - at < n) this.fail(`truncated ${what} (need ${n} bytes, have ${this.limit - at})`);
     this.pos += n;
     return at;
   }
@@ -184,7 +184,7 @@ class Reader {
   /** A NUL-terminated UTF-8 String. */
   cstring(what: string): string {
     const end = this.buf.indexOf(0, this.pos);
-    if (end < 0) this.fail(`unterminated ${what}`);
+    if (end < 0 || end >= this.limit) this.fail(`unterminated ${what}`);
     const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end + 1;
     return s;
@@ -214,20 +214,21 @@ class Reader {
   tuple(): TupleValue[] {
     const n = this.u16('column count');
     const buf = this.buf;
+    const limit = this.limit;
     const values: TupleValue[] = new Array<TupleValue>(n);
     for (let i = 0; i < n; i++) {
       const at = this.pos;
-      if (at >= buf.length) this.fail(`truncated column ${i} kind (need 1 bytes, have 0)`);
+      if (at >= limit) this.fail(`truncated column ${i} kind (need 1 bytes, have 0)`);
       const kind = buf[at]!;
       this.pos = at + 1;
       if (kind === Marker.Text || kind === Marker.Binary) {
         const lengthAt = this.pos;
-        if (buf.length - lengthAt < 4) this.fail(`truncated ${columnWhat(i, kind)} length (need 4 bytes, have ${buf.length - lengthAt})`);
+        if (limit - lengthAt < 4) this.fail(`truncated ${columnWhat(i, kind)} length (need 4 bytes, have ${limit - lengthAt})`);
         const length = buf.readInt32BE(lengthAt);
         if (length < 0) this.fail(`negative ${columnWhat(i, kind)} length ${length}`, lengthAt);
         const start = lengthAt + 4;
         this.pos = start;
-        if (buf.length - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${buf.length - start})`);
+        if (limit - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${limit - start})`);
         this.pos = start + length;
         values[i] = kind === Marker.Text ? utf8(buf, start, start + length) : Buffer.from(buf.subarray(start, start + length));
       } else if (kind === Marker.Null) values[i] = null;
@@ -238,7 +239,7 @@ class Reader {
   }
 
   end(): void {
-    if (this.pos !== this.buf.length) this.fail(`${this.buf.length - this.pos} trailing bytes`);
+    if (this.pos !== this.limit) this.fail(`${this.limit - this.pos} trailing bytes`);
   }
 }
 
@@ -259,13 +260,13 @@ export class PgoutputDecoder {
   }
 
   /**
-   * Decodes the payload that starts at `start` of `buf` and runs to its end (an offset rather than
-   * a view: one buffer object less per message on the hot path).
+   * Decodes the payload from `start` to `end` of `buf` (offsets rather than a view: one buffer
+   * object less per message on the hot path).
    * @throws PgoutputDecodeError on an empty, truncated, overlong or unknown message.
    */
-  decode(buf: Buffer, start = 0): PgoutputMessage {
-    if (buf.length <= start) throw new PgoutputDecodeError('pgoutput: empty message at offset 0', undefined, 0);
-    const r = new Reader(buf, start);
+  decode(buf: Buffer, start = 0, end = buf.length): PgoutputMessage {
+    if (end <= start) throw new PgoutputDecodeError('pgoutput: empty message at offset 0', undefined, 0);
+    const r = new Reader(buf, start, end);
     const msg = this.body(r, buf[start] ?? 0);
     r.end();
     if (msg.tag === 'streamStart') this.streaming = true;

@@ -47,8 +47,9 @@ export function forwardCopy(source: pg.Client, target: pg.Client, copyOut: strin
         let releasing = false;
         let paused = false;
         const splitter = new CopyDataSplitter(
-          (frames, messages) => {
+          (buf, start, end, messages) => {
             if (!copying) return; // the target failed: drop the rest
+            const frames = buf.subarray(start, end);
             onData(messages, frames.length);
             if (!copying.stream.write(frames) && !paused) {
               paused = true;

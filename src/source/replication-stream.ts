@@ -64,17 +64,18 @@ export class ReplicationStream {
      * Read here rather than by the library, which would build an LSN string and a promise per
      * message and only log an unknown message.
      */
-    const onCopyData = (chunk: Buffer): void => {
+    const onCopyData = (buf: Buffer, start: number, end: number): void => {
       if (failure) return;
       try {
-        if (chunk[0] === 0x77 && chunk.length >= 25) {
-          const message = decoder.decode(chunk, 25);
-          if (message.tag === 'streamStart') onEvent({ kind: 'message', message, bytes: chunk.length - 25, at: chunk.readBigUInt64BE(1) });
-          else onEvent({ kind: 'message', message, bytes: chunk.length - 25 });
-        } else if (chunk[0] === 0x6b && chunk.length >= 18) {
-          onEvent({ kind: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] !== 0 });
+        const length = end - start;
+        if (buf[start] === 0x77 && length >= 25) {
+          const message = decoder.decode(buf, start + 25, end);
+          if (message.tag === 'streamStart') onEvent({ kind: 'message', message, bytes: length - 25, at: buf.readBigUInt64BE(start + 1) });
+          else onEvent({ kind: 'message', message, bytes: length - 25 });
+        } else if (buf[start] === 0x6b && length >= 18) {
+          onEvent({ kind: 'keepalive', walEnd: buf.readBigUInt64BE(start + 1), replyRequested: buf[start + 17] !== 0 });
         } else {
-          throw new PgferryError(ErrorCodes.PROTOCOL, `source: unexpected replication message 0x${(chunk[0] ?? 0).toString(16)} of ${chunk.length} bytes`);
+          throw new PgferryError(ErrorCodes.PROTOCOL, `source: unexpected replication message 0x${(buf[start] ?? 0).toString(16)} of ${length} bytes`);
         }
       } catch (err) {
         fail(err);

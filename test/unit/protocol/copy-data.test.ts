@@ -13,7 +13,7 @@ function split(stream: Buffer, sizes: number[]): { copyData: string[]; other: Bu
   const copyData: string[] = [];
   const other: Buffer[] = [];
   const s = new CopyDataSplitter(
-    (b) => copyData.push(b.toString('latin1')),
+    (b, start, end) => copyData.push(b.toString('latin1', start, end)),
     (b) => other.push(Buffer.from(b)),
   );
   let at = 0;
@@ -53,7 +53,7 @@ describe('CopyDataSplitter', () => {
   it('keeps CopyData and other messages in stream order', () => {
     const order: string[] = [];
     const s = new CopyDataSplitter(
-      (b) => order.push(`d:${b.toString()}`),
+      (b, start, end) => order.push(`d:${b.toString('utf8', start, end)}`),
       (b) => order.push(`o:${b.length}`),
     );
     s.push(Buffer.concat([message('d', Buffer.from('1')), message('N', Buffer.from('xy')), message('E', Buffer.from('z')), message('d', Buffer.from('2'))]));
@@ -66,8 +66,8 @@ describe('CopyDataSplitter', () => {
       const other: Buffer[] = [];
       let messages = 0;
       const s = new CopyDataSplitter(
-        (b, n) => {
-          data.push(Buffer.from(b));
+        (b, start, end, n) => {
+          data.push(Buffer.from(b.subarray(start, end)));
           messages += n;
         },
         (b) => other.push(Buffer.from(b)),
@@ -83,7 +83,7 @@ describe('CopyDataSplitter', () => {
 
   it('copies only the message split across chunks: the rest of the next chunk is delivered in place', () => {
     const delivered: Buffer[] = [];
-    const s = new CopyDataSplitter((b) => delivered.push(b), () => {}, true);
+    const s = new CopyDataSplitter((b, start, end) => delivered.push(b.subarray(start, end)), () => {}, true);
     const first = message('d', Buffer.from('split-row'));
     const next = Buffer.concat([first.subarray(6), message('d', Buffer.from('a')), message('d', Buffer.from('b'))]);
     s.push(first.subarray(0, 6));

@@ -197,6 +197,24 @@ describe('tuple data', () => {
     expect(() => new PgoutputDecoder(1).decode(header, 25)).toThrow(/empty message/);
   });
 
+  it('decodes a payload that ends before its buffer does, and reads nothing past that end', () => {
+    const header = Buffer.alloc(25, 0xee);
+    const good = msg('I').u32(1).char('N').u16(1).char('t').i32(2).raw(Buffer.from('hi')).build();
+    const next = msg('I').u32(2).char('N').u16(1).char('t').i32(3).raw(Buffer.from('abc')).build(); // the next message in the same chunk
+    const buf = Buffer.concat([header, good, next]);
+    const end = 25 + good.length;
+    expect(new PgoutputDecoder(1).decode(buf, 25, end)).toEqual({ tag: 'insert', relationOid: 1, newTuple: ['hi'] });
+    expect(new PgoutputDecoder(1).decode(buf, end, buf.length)).toEqual({ tag: 'insert', relationOid: 2, newTuple: ['abc'] });
+    // One byte short: truncated, though the bytes are in the buffer.
+    expect(() => new PgoutputDecoder(1).decode(buf, 25, end - 1)).toThrow(/^pgoutput 'I' message: truncated column 0 text \(need 2 bytes, have 1\) at offset 13$/);
+    // A name whose NUL lies past the end is unterminated.
+    const origin = msg('O').u64(7n).raw(Buffer.from('name\0')).build();
+    const two = Buffer.concat([origin, origin]);
+    expect(() => new PgoutputDecoder(1).decode(two, 0, origin.length - 1)).toThrow(/unterminated origin name/);
+    expect(new PgoutputDecoder(1).decode(two, 0, origin.length)).toMatchObject({ tag: 'origin', name: 'name' });
+    expect(() => new PgoutputDecoder(1).decode(buf, 25, 25)).toThrow(/empty message/);
+  });
+
   it('rejects an Insert without the N marker', () => {
     expect(() => decode1(msg('I').u32(1).char('K').tuple([]).build())).toThrow(PgoutputDecodeError);
   });
