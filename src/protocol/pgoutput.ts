@@ -127,8 +127,9 @@ const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, s
 const utf8: (buf: Buffer, start: number, end: number) => string = utf8Slice ? (buf, start, end) => utf8Slice.call(buf, start, end) : (buf, start, end) => buf.toString('utf8', start, end);
 
 /**
- * Bounds-checked big-endian reader over one payload, which runs from `base` to `end` of `buf`; every read names what it reads for the error. Positions are offsets in `buf`; errors
- * report them from the payload's start.
+ * Bounds-checked big-endian reader over one payload, which runs from `base` to `limit` of `buf`
+ * (nothing past it is read); every read names what it reads for the error. Positions are offsets
+ * in `buf`; errors report them from the payload's start.
  */
 class Reader {
   private pos: number;
