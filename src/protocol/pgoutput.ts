@@ -4,6 +4,7 @@
  *
  * @see https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
  */
+import { isUtf8 } from 'node:buffer';
 import type { Lsn } from './lsn.js';
 
 /**
@@ -184,10 +185,24 @@ class Reader {
 
   /** A NUL-terminated UTF-8 String. */
   cstring(what: string): string {
-    const end = this.buf.indexOf(0, this.pos);
-    if (end < 0 || end >= this.limit) this.fail(`unterminated ${what}`);
-    const s = this.buf.toString('utf8', this.pos, end);
-    this.pos = end + 1;
+    const length = this.buf.subarray(this.pos, this.limit).indexOf(0);
+    if (length < 0) this.fail(`unterminated ${what}`);
+    const s = this.utf8(this.pos, this.pos + length, what);
+    this.pos += length + 1;
+    return s;
+  }
+
+  /**
+   * Bytes `start` to `end` as text. Bytes that are not UTF-8 fail here rather than turning into
+   * U+FFFD, which the target would store: a value is passed on exactly or not at all. (A source
+   * server refuses to send them on a UTF8 connection, from a `SQL_ASCII` database too; this keeps
+   * the guarantee whatever arrives.) Checked only when a U+FFFD came out: text may hold a real one.
+   */
+  utf8(start: number, end: number, what: string): string {
+    const s = utf8(this.buf, start, end);
+    if (s.includes('\uFFFD') && !isUtf8(this.buf.subarray(start, end))) {
+      this.fail(`${what} is not valid UTF-8 (error 22021: a SQL_ASCII source database? fix the value on the source)`, start);
+    }
     return s;
   }
 
@@ -204,9 +219,6 @@ class Reader {
     return Buffer.from(this.buf.subarray(start, end));
   }
 
-  text(start: number, end: number): string {
-    return this.buf.toString('utf8', start, end);
-  }
 
   /**
    * A TupleData: per column a kind byte, then for text and binary an Int32 length and the bytes.
@@ -231,7 +243,7 @@ class Reader {
         this.pos = start;
         if (limit - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${limit - start})`);
         this.pos = start + length;
-        values[i] = kind === Marker.Text ? utf8(buf, start, start + length) : Buffer.from(buf.subarray(start, start + length));
+        values[i] = kind === Marker.Text ? this.utf8(start, start + length, `column ${i} text`) : Buffer.from(buf.subarray(start, start + length));
       } else if (kind === Marker.Null) values[i] = null;
       else if (kind === Marker.UnchangedToast) values[i] = UNCHANGED_TOAST;
       else this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);

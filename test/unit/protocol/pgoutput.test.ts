@@ -215,6 +215,16 @@ describe('tuple data', () => {
     expect(() => new PgoutputDecoder(1).decode(buf, 25, 25)).toThrow(/empty message/);
   });
 
+  it('refuses text that is not UTF-8 rather than storing U+FFFD in its place, and passes a real U+FFFD', () => {
+    const insert = (bytes: number[]): Buffer => msg('I').u32(1).char('N').u16(1).char('t').i32(bytes.length).raw(Buffer.from(bytes)).build();
+    // A SQL_ASCII source can hold any byte: a lone 0xE9 (Latin-1 'é'), a surrogate encoded as UTF-8.
+    expect(() => decode1(insert([0x63, 0x61, 0x66, 0xe9]))).toThrow(/^pgoutput 'I' message: column 0 text is not valid UTF-8 \(error 22021/);
+    expect(() => decode1(insert([0xed, 0xa0, 0x80]))).toThrow(/column 0 text is not valid UTF-8 .* at offset 13$/);
+    expect(decode1(insert([0x61, 0xef, 0xbf, 0xbd, 0x62]))).toEqual({ tag: 'insert', relationOid: 1, newTuple: ['a\uFFFDb'] });
+    const origin = msg('O').u64(7n).raw(Buffer.from([0x6e, 0xff, 0])).build();
+    expect(() => decode1(origin)).toThrow(/origin name is not valid UTF-8/);
+  });
+
   it('rejects an Insert without the N marker', () => {
     expect(() => decode1(msg('I').u32(1).char('K').tuple([]).build())).toThrow(PgoutputDecodeError);
   });
