@@ -539,9 +539,12 @@ export class Applier {
           // The others were prepared after that run settled shares: nobody would settle them (this
           // run is about to lose the migration), and they would hold their rows' locks. Rolled back
           // under the lock, outside this session's transaction (which fails anyway).
-          await this.client.query('ROLLBACK');
-          for (const { gid } of left) await this.client.query(`ROLLBACK PREPARED ${literal(gid)}`);
-          await unlockShares(this.client, this.slot);
+          try {
+            await this.client.query('ROLLBACK');
+            for (const { gid } of left) await this.client.query(`ROLLBACK PREPARED ${literal(gid)}`);
+          } finally {
+            await unlockShares(this.client, this.slot).catch(() => {}); // or with the session
+          }
           throw new PgferryError(ErrorCodes.APPLY, `target: the prepared shares of the group ending at ${formatLsn(endLsn)} were settled by another run (a second pgferry on this migration?); the group is applied again`, { retryable: true });
         }
       }
@@ -757,7 +760,8 @@ export class Applier {
     await this.flushStatements();
     // Encoded row by row into one buffer: a string of megabytes would live in V8's old space until
     // a full collection (the process's peak memory), while the buffer goes at the next scavenge.
-    let body: Buffer = Buffer.allocUnsafe(Math.max(65_536, Math.ceil(runs.bytes * 1.25)));
+    // Sized for the rows' characters (their bytes when plain ASCII, as most are), grown when not.
+    let body: Buffer = Buffer.allocUnsafe(Math.ceil(runs.bytes * 1.1) + 65_536);
     let at = 0;
     const put = (chars: string): void => {
       if (body.length - at < chars.length * 3) {
@@ -777,10 +781,13 @@ export class Applier {
       }
     }
     put(some);
-    body = body.subarray(0, at);
+    // Exact when much was left over (grown, or the estimate held the table's other runs): the COPY
+    // in flight holds this memory.
+    body = at < body.length * 0.75 ? Buffer.from(body.subarray(0, at)) : body.subarray(0, at);
     run.tuples = []; // the rows live on only as the COPY body
     const counts = this.counts;
-    await this.pipelined(body.length, async () => {
+    // Counted as allocated (up to twice the rows' bytes after growing): that is the memory held.
+    await this.pipelined(body.buffer.byteLength, async () => {
       const copy = this.client.query(copyStreams.from(copyInStatement(plan, run.present)));
       await pipeline(Readable.from([body]), copy).catch((err: unknown) => naming(err, [plan.key])); // one chunk: per-row writes cost more than the COPY itself
       if (copy.rowCount !== rows) {
