@@ -886,7 +886,10 @@ export class Migration {
               writes = true;
               // A table copied by a resumed copy already holds the changes committed before its snapshot.
               const change = skipping ? null : withoutCopied(m, this.lastBegun ?? 0n, this.snapshotLsns);
-              if (change) await applier.change(change);
+              if (change) {
+                const waiting = applier.change(change); // usually nothing to wait for: no microtask per row
+                if (waiting) await waiting;
+              }
               break;
             }
             case 'commit': {

@@ -295,27 +295,40 @@ export class Applier {
     this.queueCommand(`SET LOCAL lock_timeout = ${Math.round(ms)}`);
   }
 
-  /** Applies one row change or truncate inside the open transaction. */
-  async change(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
+  /**
+   * Applies one row change or truncate inside the open transaction. Returns a promise only when
+   * the change has to wait (a batch sent, a table looked up, a statement); a row that joins its
+   * table's runs returns nothing, so a backlog's rows cost no promise and no microtask each. A
+   * failure may be thrown rather than returned.
+   */
+  change(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> | undefined {
+    const plan = this.strict || msg.tag === 'truncate' ? undefined : this.plans.get(msg.relationOid);
+    if (plan) {
+      if (!this.open) this.begin();
+      // The common cases of changeWaiting, decided the same way.
+      if (msg.tag === 'insert') return this.insertRow(plan, msg.newTuple);
+      if (plan.keyIndexes.length > 0) {
+        if (msg.tag === 'delete' && msg.oldKind !== 'full') return this.keyedChange('delete', plan, [], msg.oldTuple);
+        if (msg.tag === 'update' && msg.oldTuple === null && plan.alwaysIdentity.length === 0 && plan.nonKey.length > 0 && !msg.newTuple.includes(UNCHANGED_TOAST)) {
+          return this.keyedChange('update', plan, plan.nonKey, msg.newTuple);
+        }
+      }
+    }
+    return this.changeWaiting(msg);
+  }
+
+  private async changeWaiting(msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
     if (!this.open) this.begin();
     if (this.strict && this.runs.size > 0) await this.flush();
     switch (msg.tag) {
       case 'insert': {
         const plan = this.plans.get(msg.relationOid) ?? (await this.plan(msg.relationOid));
-        const present = msg.newTuple.includes(UNCHANGED_TOAST) ? msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])) : plan.all;
         if (this.strict) {
+          const present = msg.newTuple.includes(UNCHANGED_TOAST) ? msg.newTuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])) : plan.all;
           await this.exec(plan, insertStatement(plan, present), msg.newTuple, msg.newTuple, 'insert');
           return;
         }
-        const presentKey = present === plan.all ? '' : present.join(',');
-        const key = plan.keyIndexes.length > 0 ? keyOf(plan, msg.newTuple) : null;
-        const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
-        const runs = found instanceof Promise ? await found : found;
-        runs.insert ??= { present, presentKey, tuples: [] };
-        if (key !== null) runs.keys.set(key, runs.insert.tuples.length * 4 + IN_INSERT);
-        runs.insert.tuples.push(msg.newTuple);
-        const sending = this.grow(runs, tupleBytes(msg.newTuple));
-        if (sending) await sending;
+        await this.insertRow(plan, msg.newTuple);
         return;
       }
       case 'update': {
@@ -646,25 +659,41 @@ export class Applier {
     await done;
   }
 
-  /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. */
-  private async keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> {
+  /** Adds one insert to its table's runs, closing them first when it cannot join. A promise only when something is sent. */
+  private insertRow(plan: RelationPlan, tuple: TupleValue[]): Promise<void> | undefined {
+    const present = tuple.includes(UNCHANGED_TOAST) ? tuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])) : plan.all;
+    const presentKey = present === plan.all ? '' : present.join(',');
+    const key = plan.keyIndexes.length > 0 ? keyOf(plan, tuple) : null;
+    const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
+    if (found instanceof Promise) return found.then((runs) => this.addInsert(runs, present, presentKey, key, tuple));
+    return this.addInsert(found, present, presentKey, key, tuple);
+  }
+
+  private addInsert(runs: TableRuns, present: number[], presentKey: string, key: string | null, tuple: TupleValue[]): Promise<void> | undefined {
+    runs.insert ??= { present, presentKey, tuples: [] };
+    if (key !== null) runs.keys.set(key, runs.insert.tuples.length * 4 + IN_INSERT);
+    runs.insert.tuples.push(tuple);
+    return this.grow(runs, tupleBytes(tuple));
+  }
+
+  /** Adds one update or delete by key to its table's runs, closing them first when it cannot join. A promise only when something is sent. */
+  private keyedChange(op: 'update' | 'delete', plan: RelationPlan, set: number[], tuple: TupleValue[]): Promise<void> | undefined {
     const key = keyOf(plan, tuple);
     const merged = op === 'update' ? this.mergeUpdate(plan, key, set, tuple) : null;
-    if (merged) {
-      const sending = this.grow(merged.runs, merged.bytes);
-      if (sending) await sending;
-      return;
-    }
-    const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
-    const runs = found instanceof Promise ? await found : found;
-    const run = (runs[op] ??= { set, rows: [] });
+    if (merged) return this.grow(merged.runs, merged.bytes);
     const row: (string | null)[] = [];
     for (const i of plan.keyIndexes) row.push(text(tuple[i]));
     for (const i of set) row.push(text(tuple[i]));
+    const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
+    if (found instanceof Promise) return found.then((runs) => this.addKeyed(runs, op, set, key, row));
+    return this.addKeyed(found, op, set, key, row);
+  }
+
+  private addKeyed(runs: TableRuns, op: 'update' | 'delete', set: number[], key: string, row: (string | null)[]): Promise<void> | undefined {
+    const run = (runs[op] ??= { set, rows: [] });
     runs.keys.set(key, run.rows.length * 4 + (op === 'update' ? IN_UPDATE : IN_DELETE));
     run.rows.push(row);
-    const sending = this.grow(runs, tupleBytes(row));
-    if (sending) await sending;
+    return this.grow(runs, tupleBytes(row));
   }
 
   /**

@@ -126,7 +126,8 @@ export class Lanes {
     for (const h of this.helpers) h.relation(msg);
   }
 
-  async change(msg: RowChange): Promise<void> {
+  /** Routes one change (see the class); like {@link Applier.change}, a promise only when it has to wait, and a refusal may be thrown. */
+  change(msg: RowChange): Promise<void> | undefined {
     if (this.helpers.length === 0) return this.main.change(msg);
     if (msg.tag !== 'truncate') this.touched.add(msg.relationOid);
     if (!this.spread) {

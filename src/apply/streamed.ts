@@ -125,7 +125,7 @@ export class StreamedTransactions {
     const sub = msg.xid;
     txn.changes++;
     if (txn.failed !== null) return Promise.resolve();
-    if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return this.guard(txn, txn.applier.change(msg));
+    if (sub === undefined || sub === txn.xid || txn.savepoints.has(sub)) return this.guard(txn, promised(() => txn.applier.change(msg)));
     txn.subtransactions.push(sub);
     txn.savepoints.add(sub);
     return this.guard(txn, txn.applier.savepoint(savepointName(sub)).then(() => txn.applier.change(msg)));
@@ -243,4 +243,13 @@ export class StreamedTransactions {
 
 function savepointName(subXid: number): string {
   return `pgferry_sub_${subXid}`;
+}
+
+/** `work`'s wait as a promise: resolved when it returned nothing, rejected when it threw. */
+function promised(work: () => Promise<void> | undefined): Promise<void> {
+  try {
+    return work() ?? Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
