@@ -119,13 +119,13 @@ function columnWhat(i: number, kind: number): string {
 const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
 
 /**
- * `buf.toString('utf8', start, end)` without its argument checks and encoding lookup, which cost
- * as much as the decoding itself for the short values of a row (Buffer's own `utf8Slice`, what
- * `toString` ends in; bounds are checked by the caller). Same replacement characters for invalid
- * UTF-8 either way.
+ * Buffer's own `utf8Slice` (what `toString('utf8', start, end)` ends in), called as a method:
+ * `toString`'s argument checks and encoding lookup cost as much as the decoding itself for the
+ * short values of a row, and so does calling it through `Function.prototype.call`. Bounds are
+ * checked by the caller. Same replacement characters for invalid UTF-8 either way.
  */
-const utf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, start: number, end: number) => string }).utf8Slice;
-const utf8: (buf: Buffer, start: number, end: number) => string = utf8Slice ? (buf, start, end) => utf8Slice.call(buf, start, end) : (buf, start, end) => buf.toString('utf8', start, end);
+type Utf8Sliceable = Buffer & { utf8Slice(start: number, end: number): string };
+const hasUtf8Slice = typeof (Buffer.prototype as Partial<Utf8Sliceable>).utf8Slice === 'function';
 
 /**
  * Bounds-checked big-endian reader over one payload, which runs from `base` to `limit` of `buf`
@@ -197,11 +197,12 @@ class Reader {
    * U+FFFD, which the target would store: a value is passed on exactly or not at all. (A source
    * server refuses to send them on a UTF8 connection, from a `SQL_ASCII` database too; this keeps
    * the guarantee whatever arrives.) Checked only when a U+FFFD came out: text may hold a real one.
+   * `what` names the bytes in the error; a number is a tuple's column (its name is built only then).
    */
-  utf8(start: number, end: number, what: string): string {
-    const s = utf8(this.buf, start, end);
+  utf8(start: number, end: number, what: string | number): string {
+    const s = hasUtf8Slice ? (this.buf as Utf8Sliceable).utf8Slice(start, end) : this.buf.toString('utf8', start, end);
     if (s.includes('\uFFFD') && !isUtf8(this.buf.subarray(start, end))) {
-      this.fail(`${what} is not valid UTF-8 (error 22021: a SQL_ASCII source database? fix the value on the source)`, start);
+      this.fail(`${typeof what === 'number' ? `column ${what} text` : what} is not valid UTF-8 (error 22021: a SQL_ASCII source database? fix the value on the source)`, start);
     }
     return s;
   }
@@ -243,7 +244,7 @@ class Reader {
         this.pos = start;
         if (limit - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${limit - start})`);
         this.pos = start + length;
-        values[i] = kind === Marker.Text ? this.utf8(start, start + length, `column ${i} text`) : Buffer.from(buf.subarray(start, start + length));
+        values[i] = kind === Marker.Text ? this.utf8(start, start + length, i) : Buffer.from(buf.subarray(start, start + length));
       } else if (kind === Marker.Null) values[i] = null;
       else if (kind === Marker.UnchangedToast) values[i] = UNCHANGED_TOAST;
       else this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);
