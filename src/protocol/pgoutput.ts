@@ -126,6 +126,14 @@ const REPLICA_IDENTITY: Readonly<Record<string, ReplicaIdentity>> = { d: 'defaul
  */
 type Utf8Sliceable = Buffer & { utf8Slice(start: number, end: number): string };
 const hasUtf8Slice = typeof (Buffer.prototype as Partial<Utf8Sliceable>).utf8Slice === 'function';
+type Latin1Sliceable = Buffer & { latin1Slice(start: number, end: number): string };
+const hasLatin1Slice = typeof (Buffer.prototype as Partial<Latin1Sliceable>).latin1Slice === 'function';
+
+/**
+ * A tuple up to this size is read as one latin1 string, and its ASCII values are taken from it as
+ * substrings (no call into the runtime per value); larger ones are decoded value by value.
+ */
+const ONE_READ_TUPLE_BYTES = 65_536;
 
 /**
  * Bounds-checked big-endian reader over one payload, which runs from `base` to `limit` of `buf`
@@ -223,13 +231,19 @@ class Reader {
 
   /**
    * A TupleData: per column a kind byte, then for text and binary an Int32 length and the bytes.
-   * The hot path of decoding, so error texts are built only on failure.
+   * The hot path of decoding, so error texts are built only on failure. A text value of ASCII
+   * bytes only (most are) is a substring of the tuple read once as latin1, where each byte is
+   * one character: for ASCII that is exactly its UTF-8 decoding. Any other is decoded and checked
+   * as UTF-8 on its own.
    */
   tuple(): TupleValue[] {
     const n = this.u16('column count');
     const buf = this.buf;
     const limit = this.limit;
     const values: TupleValue[] = new Array<TupleValue>(n);
+    const from = this.pos;
+    const oneRead = hasLatin1Slice && limit - from <= ONE_READ_TUPLE_BYTES;
+    let latin1: string | null = null;
     for (let i = 0; i < n; i++) {
       const at = this.pos;
       if (at >= limit) this.fail(`truncated column ${i} kind (need 1 bytes, have 0)`);
@@ -244,7 +258,15 @@ class Reader {
         this.pos = start;
         if (limit - start < length) this.fail(`truncated ${columnWhat(i, kind)} (need ${length} bytes, have ${limit - start})`);
         this.pos = start + length;
-        values[i] = kind === Marker.Text ? this.utf8(start, start + length, i) : Buffer.from(buf.subarray(start, start + length));
+        if (kind === Marker.Binary) values[i] = Buffer.from(buf.subarray(start, start + length));
+        else {
+          let ascii = oneRead;
+          for (let k = start, end = start + length; ascii && k < end; k++) if (buf[k]! > 0x7f) ascii = false;
+          if (ascii) {
+            latin1 ??= (buf as Latin1Sliceable).latin1Slice(from, limit);
+            values[i] = latin1.substring(start - from, start - from + length);
+          } else values[i] = this.utf8(start, start + length, i);
+        }
       } else if (kind === Marker.Null) values[i] = null;
       else if (kind === Marker.UnchangedToast) values[i] = UNCHANGED_TOAST;
       else this.fail(`unknown column ${i} kind 0x${kind.toString(16)}`, at);

@@ -161,6 +161,15 @@ describe('tuple data', () => {
     expect(decode1(p)).toStrictEqual({ tag: 'insert', relationOid: 1, newTuple: texts });
   });
 
+  it('keeps every ASCII character, beside non-ASCII values, in small tuples and in tuples too large to read at once', () => {
+    const ascii = Array.from({ length: 127 }, (_, i) => String.fromCharCode(i + 1)).join('');
+    for (const filler of ['', 'x'.repeat(70_000), 'é'.repeat(40_000)]) {
+      const texts = [ascii, 'naïve', filler, '\\N\t', 'ok', '日本'];
+      const update = msg('U').u32(1).char('O').tuple(['old é', 'old']).char('N').tuple(texts).build();
+      expect(decode1(update)).toStrictEqual({ tag: 'update', relationOid: 1, oldKind: 'full', oldTuple: ['old é', 'old'], newTuple: texts });
+    }
+  });
+
   it('decodes null, unchanged TOAST and binary values', () => {
     const bin = Buffer.from([0x00, 0xff, 0x10, 0x00]);
     const p = msg('I').u32(1).char('N').tuple([null, UNCHANGED_TOAST, bin, Buffer.alloc(0)]).build();
