@@ -664,7 +664,7 @@ export class Applier {
     const present = tuple.includes(UNCHANGED_TOAST) ? tuple.flatMap((v, i) => (v === UNCHANGED_TOAST ? [] : [i])) : plan.all;
     const presentKey = present === plan.all ? '' : present.join(',');
     const key = plan.keyIndexes.length > 0 ? keyOf(plan, tuple) : null;
-    const found = this.runsFor(plan, key, (r) => !r.insert || r.insert.presentKey === presentKey);
+    const found = this.runsFor(plan, key, 'insert', presentKey);
     if (found instanceof Promise) return found.then((runs) => this.addInsert(runs, present, presentKey, key, tuple));
     return this.addInsert(found, present, presentKey, key, tuple);
   }
@@ -684,7 +684,7 @@ export class Applier {
     const row: (string | null)[] = [];
     for (const i of plan.keyIndexes) row.push(text(tuple[i]));
     for (const i of set) row.push(text(tuple[i]));
-    const found = this.runsFor(plan, key, (r) => !r[op] || sameColumns(r[op].set, set));
+    const found = this.runsFor(plan, key, op, set);
     if (found instanceof Promise) return found.then((runs) => this.addKeyed(runs, op, set, key, row));
     return this.addKeyed(found, op, set, key, row);
   }
@@ -731,13 +731,14 @@ export class Applier {
 
   /**
    * The open runs of `plan`'s table that a change with `key` may join: when the key is already in
-   * them (a second change to the same row), the table's relation changed, or `fits` says the
-   * change cannot join its kind's run, the runs are closed first and fresh ones returned. A
-   * promise only when something had to be sent (the common case costs no microtask).
+   * them (a second change to the same row), the table's relation changed, or its `op` run has
+   * another shape (inserts: other columns present, `shape` their presentKey; updates: other
+   * columns set, `shape` them), the runs are closed first and fresh ones returned. A promise only
+   * when something had to be sent (the common case costs no microtask).
    */
-  private runsFor(plan: RelationPlan, key: string | null, fits: (runs: TableRuns) => boolean): TableRuns | Promise<TableRuns> {
+  private runsFor(plan: RelationPlan, key: string | null, op: 'insert' | 'update' | 'delete', shape: string | number[]): TableRuns | Promise<TableRuns> {
     const runs = this.runs.get(plan.key);
-    if (runs && (runs.plan !== plan || (key !== null && runs.keys.has(key)) || !fits(runs))) return this.closeRun(plan.key).then(() => this.newRuns(plan));
+    if (runs && (runs.plan !== plan || (key !== null && runs.keys.has(key)) || !fits(runs, op, shape))) return this.closeRun(plan.key).then(() => this.newRuns(plan));
     return runs ?? this.newRuns(plan);
   }
 
@@ -974,6 +975,13 @@ function keyOf(plan: RelationPlan, tuple: TupleValue[]): string {
     if (v !== null) return v;
   }
   return JSON.stringify(plan.keyIndexes.map((i) => text(tuple[i])));
+}
+
+/** Whether a change of `op` with `shape` (see {@link Applier.runsFor}) can join that run of `runs`. */
+function fits(runs: TableRuns, op: 'insert' | 'update' | 'delete', shape: string | number[]): boolean {
+  if (op === 'insert') return !runs.insert || runs.insert.presentKey === shape;
+  const run = runs[op];
+  return !run || sameColumns(run.set, shape as number[]);
 }
 
 function sameColumns(a: number[], b: number[]): boolean {

@@ -199,6 +199,11 @@ describe('set-based statements for runs of changes by key', () => {
     ]);
     expect(sql).toContain(`string_to_array('1\x1f2', E'\\x1f', E'\\x1e'), '{"a\x1fb",NULL}'::text[]`);
     expect(deleteByKeysStatement(plan, [['']])).toContain(`unnest('{""}'::text[])`);
+    const marked = updateByKeysStatement(plan, [1], [
+      ['1', 'a\x1eb'],
+      ['2', 'c'],
+    ]);
+    expect(marked).toContain(`'{"a\x1eb","c"}'::text[]`);
   });
 
   it('delete many rows by key in one statement', () => {
