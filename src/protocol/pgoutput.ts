@@ -131,9 +131,11 @@ const hasLatin1Slice = typeof (Buffer.prototype as Partial<Latin1Sliceable>).lat
 
 /**
  * A tuple up to this size is read as one latin1 string, and its ASCII values are taken from it as
- * substrings (no call into the runtime per value); larger ones are decoded value by value.
+ * substrings (no call into the runtime per value); larger ones are decoded value by value. Small,
+ * because a substring of 13 characters or more keeps that whole string alive (a V8 sliced string):
+ * a key held for a group's length (Lanes, the runs) holds at most this much with it.
  */
-const ONE_READ_TUPLE_BYTES = 65_536;
+const ONE_READ_TUPLE_BYTES = 4_096;
 
 /**
  * Bounds-checked big-endian reader over one payload, which runs from `base` to `limit` of `buf`
