@@ -33,14 +33,22 @@ const COPY_MIN_ROWS = 100;
 /** Types below this OID are built in: the same OID on every server version pgferry supports. */
 const FIRST_NORMAL_OID = 16384;
 
-/** A statement waiting in the batch: what it must touch, and (only for an error message) its keys. */
+/** A statement waiting in the batch: what it must touch, and (only for an error message) its first keys. */
 interface QueuedStatement {
   sql: string;
   plan: RelationPlan;
   op: 'insert' | 'update' | 'delete';
   rows: number;
-  keys: () => string[];
+  /**
+   * At most {@link NAMED_KEYS} of its rows' keys. Only these: a statement stays queued until the
+   * target answers, and holding all its rows with it kept every row of the batches in flight alive
+   * past the young generation (garbage collection copied them, then a full collection freed them).
+   */
+  keys: string[];
 }
+
+/** How many of a statement's keys an error message names. */
+const NAMED_KEYS = 5;
 
 /**
  * A queued target commit of source transactions ending at `lsn` (a group, or a streamed
@@ -776,7 +784,7 @@ export class Applier {
       const run = runs[op];
       if (!run) continue;
       const sql = op === 'update' ? updateByKeysStatement(plan, run.set, run.rows) : deleteByKeysStatement(plan, run.rows);
-      const keys = (): string[] => run.rows.map((r) => (plan.keyIndexes.length === 1 && r[0] !== null ? r[0]! : JSON.stringify(r.slice(0, plan.keyIndexes.length))));
+      const keys = run.rows.slice(0, NAMED_KEYS).map((r) => (plan.keyIndexes.length === 1 && r[0] !== null ? r[0]! : JSON.stringify(r.slice(0, plan.keyIndexes.length))));
       await this.queue({ sql, plan, op, rows: run.rows.length, keys });
     }
     const run = runs.insert;
@@ -784,7 +792,7 @@ export class Applier {
     const rows = run.tuples.length;
     if (rows < COPY_MIN_ROWS) {
       const values = run.tuples.map((t) => run.present.map((i) => text(t[i])));
-      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows, keys: () => [] });
+      await this.queue({ sql: insertRowsStatement(plan, run.present, values), plan, op: 'insert', rows, keys: [] });
       return undefined;
     }
     await this.flushStatements();
@@ -898,8 +906,7 @@ export class Applier {
     batch.forEach((s, i) => {
       const rows = results[i]?.rowCount ?? 0;
       if (rows !== s.rows) {
-        const all = s.keys();
-        const keys = all.length > 0 ? ` (${all.length === 1 ? 'key' : 'one of the keys'} ${all.slice(0, 5).join(', ')}${all.length > 5 ? ', ...' : ''})` : '';
+        const keys = s.keys.length > 0 ? ` (${s.rows === 1 ? 'key' : 'one of the keys'} ${s.keys.join(', ')}${s.rows > s.keys.length ? ', ...' : ''})` : '';
         throw new PgferryError(
           ErrorCodes.APPLY,
           `target: ${s.op} on ${tableKey(s.plan.table)} matched ${rows} rows instead of ${s.rows}${keys}; the target has diverged from the source`,
@@ -936,7 +943,7 @@ export class Applier {
   private async exec(plan: RelationPlan, stmt: Statement, tuple: TupleValue[], old: TupleValue[], op: 'insert' | 'update' | 'delete'): Promise<void> {
     const sql = inlineParams(stmt.sql, stmt.params.map((p) => text(p >= 0 ? tuple[p] : old[-1 - p])));
     const key = plan.keyIndexes.map((k) => text(old[k]));
-    await this.queue({ sql, plan, op, rows: 1, keys: () => (key.length > 0 ? [JSON.stringify(key)] : []) });
+    await this.queue({ sql, plan, op, rows: 1, keys: key.length > 0 ? [JSON.stringify(key)] : [] });
   }
 
   private count(plan: RelationPlan, op: 'insert' | 'update' | 'delete' | 'truncate'): void {

@@ -100,6 +100,17 @@ describe('apply failures and an idle or unrelated source', () => {
     await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
   });
 
+  it('names the first keys of a batched update that matched fewer rows than the source changed', async () => {
+    await waitForIdentical(db.source, db.target, ['items']);
+    await db.target.query(`DELETE FROM items WHERE id = 13`);
+    await db.source.query(`UPDATE items SET v = 'moved on' WHERE id BETWEEN 11 AND 20`);
+    await waitFor(() => app!.status.phase === 'failed', 'phase failed');
+    expect(app!.status.lastError).toMatch(/^target: update on public\.items matched 9 rows instead of 10 \(one of the keys (1\d|20), (1\d|20), (1\d|20), (1\d|20), (1\d|20), \.\.\.\); the target has diverged from the source$/);
+    await db.target.query(`INSERT INTO items VALUES (13, 'put back')`);
+    await waitForIdentical(db.source, db.target, ['items']);
+    await waitFor(() => app!.status.phase === 'streaming' && app!.status.lastError === null, 'back to streaming');
+  });
+
   it('reconnects when either connection is terminated, without losing or repeating a change', async () => {
     const { rows: [slot] } = await db.source.query(`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'fail_slot'`);
     await db.source.query(`SELECT pg_terminate_backend($1)`, [slot.active_pid]);
