@@ -16,12 +16,18 @@ function fail(err: unknown): never {
   process.exit(err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILURE);
 }
 
-/** Runs until SIGINT/SIGTERM (a clean stop, exit 0) or a fatal error (exit 1). A second signal exits at once. */
-async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done: Promise<void> }>): Promise<void> {
+/**
+ * Runs until SIGINT/SIGTERM (a clean stop, exit 0) or a fatal error (exit 1). A second signal exits
+ * at once, after `exitNow` (what must not outlive the process, such as the demo's servers).
+ */
+async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done: Promise<void>; exitNow?: () => void }>): Promise<void> {
   const app = await start();
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (signalled) process.exit(130); // progress is transactional: stopping hard is still safe
+    if (signalled) {
+      app.exitNow?.();
+      process.exit(130); // progress is transactional: stopping hard is still safe
+    }
     signalled = true;
     process.stderr.write(`pgferry: stopping (${signal === 'SIGINT' ? 'press Ctrl-C again' : 'send another signal'} to exit at once)\n`);
     void app.stop().then(() => process.exit(0), fail);

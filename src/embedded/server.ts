@@ -19,6 +19,12 @@ export interface EmbeddedServer {
   /** Starts it again (crash recovery) on the same port and data directory. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Stops it now and removes its files, synchronously, for a process about to exit (a second
+   * Ctrl-C): an immediate shutdown, as {@link crash}. The server runs detached, so it would
+   * otherwise outlive the process.
+   */
+  stopNow(): void;
 }
 
 /**
@@ -59,6 +65,15 @@ export async function startEmbeddedServer(version: EmbeddedVersion, opts: { sett
       if (stopped) return;
       stopped = true;
       await run(binaries.pg_ctl, ['-D', dataDir, '-m', 'fast', '-w', 'stop'], asUser).catch(() => {});
+      rmSync(root, { recursive: true, force: true });
+    },
+    stopNow() {
+      try {
+        execFileSync(binaries.pg_ctl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore', ...(asUser ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+      } catch {
+        // not running (stopped already, or never started): its files go all the same
+      }
+      stopped = true;
       rmSync(root, { recursive: true, force: true });
     },
   };
