@@ -17,15 +17,16 @@ function fail(err: unknown): never {
 }
 
 /**
- * Runs until SIGINT/SIGTERM (a clean stop, exit 0) or a fatal error (exit 1). A second signal exits
- * at once, after `exitNow` (what must not outlive the process, such as the demo's servers).
+ * Runs until SIGINT/SIGTERM (a clean stop, exit 0) or a fatal error (exit 1). A signal during
+ * start-up, or a second one, exits at once (130), after `exitNow`: what must not outlive the
+ * process, such as the demo's servers.
  */
-async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done: Promise<void>; exitNow?: () => void }>): Promise<void> {
-  const app = await start();
+async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done: Promise<void> }>, exitNow?: () => void): Promise<void> {
+  let app: { stop(): Promise<void> } | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (signalled) {
-      app.exitNow?.();
+    if (signalled || !app) {
+      exitNow?.();
       process.exit(130); // progress is transactional: stopping hard is still safe
     }
     signalled = true;
@@ -34,7 +35,9 @@ async function runUntilSignal(start: () => Promise<{ stop(): Promise<void>; done
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  await app.done;
+  const started = await start();
+  app = started;
+  await started.done;
 }
 
 const program = new Command('pgferry')
@@ -140,7 +143,8 @@ program
   .option('--http-port <n>', 'HTTP API port', '8484')
   .action(async (flags: { httpPort: string }) => {
     const { runDemo } = await import('./demo/demo.js');
-    await runUntilSignal(() => runDemo({ httpPort: Number(flags.httpPort) }));
+    const { stopEmbeddedServersNow } = await import('./embedded/server.js');
+    await runUntilSignal(() => runDemo({ httpPort: Number(flags.httpPort) }), stopEmbeddedServersNow);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -17,7 +17,7 @@ const READ_ONLY = '25006';
  * workload, migrated into an empty-of-data PostgreSQL 18 target by the real pipeline.
  * On stop it lets the target catch up and compares every table.
  */
-export async function runDemo(opts: { httpPort: number }): Promise<{ stop(): Promise<void>; done: Promise<void>; exitNow(): void }> {
+export async function runDemo(opts: { httpPort: number }): Promise<{ stop(): Promise<void>; done: Promise<void> }> {
   const say = (line: string): void => void process.stdout.write(`[demo] ${line}\n`);
   say('starting embedded PostgreSQL 14 (source) and 18 (target)...');
   const [source, target] = await Promise.all([startEmbeddedServer(14), startEmbeddedServer(18)]);
@@ -103,8 +103,7 @@ export async function runDemo(opts: { httpPort: number }): Promise<{ stop(): Pro
       const s = statusJson(a.status);
       say(`phase=${String(s['phase'])} applied=${String(s['appliedLsn'])} lagBytes=${String(s['lagBytes'])} transactions=${String(s['transactionsApplied'])} sourceWrites=${writes}`);
     }, 5_000);
-    // A second Ctrl-C exits at once: the servers (detached) go with it rather than outlive the demo.
-    return { stop, done: app.done, exitNow: () => [source, target].forEach((server) => server.stopNow()) };
+    return { stop, done: app.done };
   } catch (err) {
     await stop();
     throw err;

@@ -19,12 +19,19 @@ export interface EmbeddedServer {
   /** Starts it again (crash recovery) on the same port and data directory. */
   restart(): Promise<void>;
   stop(): Promise<void>;
-  /**
-   * Stops it now and removes its files, synchronously, for a process about to exit (a second
-   * Ctrl-C): an immediate shutdown, as {@link crash}. The server runs detached, so it would
-   * otherwise outlive the process.
-   */
-  stopNow(): void;
+}
+
+/** Servers of this process not stopped yet, from their first file on (see {@link stopEmbeddedServersNow}). */
+const live = new Set<() => void>();
+
+/**
+ * Stops every server this process started (or is starting: an `initdb` or start under way is
+ * killed) and removes their files, synchronously, for a process about to exit at once (a Ctrl-C
+ * during the demo's start-up, or a second one later): an immediate shutdown, as
+ * {@link EmbeddedServer.crash}. The servers run detached, so they would otherwise outlive it.
+ */
+export function stopEmbeddedServersNow(): void {
+  for (const stop of [...live]) stop();
 }
 
 /**
@@ -38,8 +45,28 @@ export async function startEmbeddedServer(version: EmbeddedVersion, opts: { sett
   const dataDir = join(root, 'data');
   const asUser = process.getuid?.() === 0 ? postgresUser() : undefined;
   if (asUser) chownSync(root, asUser.uid, asUser.gid);
+  const running = new Set<number>(); // process groups of initdb / pg_ctl under way
+  let stopped = false;
+  const stopNow = (): void => {
+    live.delete(stopNow);
+    stopped = true;
+    for (const pid of running) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // ended already
+      }
+    }
+    try {
+      execFileSync(binaries.pg_ctl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore', ...(asUser ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+    } catch {
+      // not running (stopped already, or never started): its files go all the same
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
+  live.add(stopNow);
   const port = await freePort();
-  await run(binaries.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-locale', '--no-sync'], asUser);
+  await run(binaries.initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-locale', '--no-sync'], asUser, running);
   const settings: Record<string, string> = {
     port: String(port),
     listen_addresses: '127.0.0.1',
@@ -51,9 +78,8 @@ export async function startEmbeddedServer(version: EmbeddedVersion, opts: { sett
     ...opts.settings,
   };
   const flags = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
-  const start = (): Promise<void> => run(binaries.pg_ctl, ['-D', dataDir, '-o', flags, '-l', join(root, 'server.log'), '-w', '-t', '120', 'start'], asUser);
+  const start = (): Promise<void> => run(binaries.pg_ctl, ['-D', dataDir, '-o', flags, '-l', join(root, 'server.log'), '-w', '-t', '120', 'start'], asUser, running);
   await start();
-  let stopped = false;
   return {
     version,
     port,
@@ -66,15 +92,7 @@ export async function startEmbeddedServer(version: EmbeddedVersion, opts: { sett
       stopped = true;
       await run(binaries.pg_ctl, ['-D', dataDir, '-m', 'fast', '-w', 'stop'], asUser).catch(() => {});
       rmSync(root, { recursive: true, force: true });
-    },
-    stopNow() {
-      try {
-        execFileSync(binaries.pg_ctl, ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore', ...(asUser ?? {}), env: { ...process.env, LC_ALL: 'C' } });
-      } catch {
-        // not running (stopped already, or never started): its files go all the same
-      }
-      stopped = true;
-      rmSync(root, { recursive: true, force: true });
+      live.delete(stopNow); // not before: a process exiting meanwhile takes it down itself
     },
   };
 }
@@ -89,10 +107,16 @@ function postgresUser(): { uid: number; gid: number } {
   }
 }
 
-function run(cmd: string, args: string[], user?: { uid: number; gid: number }): Promise<void> {
+/** Runs `cmd` to its end; its process group is in `running` meanwhile. */
+function run(cmd: string, args: string[], user?: { uid: number; gid: number }, running?: Set<number>): Promise<void> {
   return new Promise((resolve, reject) => {
     // detached: its own process group, so a Ctrl-C meant for pgferry does not shut the server down under it
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, ...(user ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+    const pid = child.pid;
+    if (pid !== undefined) {
+      running?.add(pid);
+      child.on('exit', () => running?.delete(pid));
+    }
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,11 +10,34 @@ import { exited } from '../support/pgferry.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
+/** The embedded servers' directories under `parent` (the temp dir by default). */
+function embeddedDirs(parent = tmpdir()): string[] {
+  return readdirSync(parent)
+    .filter((d) => d.startsWith('pgferry-pg'))
+    .map((d) => join(parent, d));
+}
+
+/** The postmaster's pid in a server directory, or null before it has started (postmaster.pid line 1). */
+function postmasterPid(dir: string): number | null {
+  try {
+    return Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return null;
+  }
+}
+
+/** The process runs (a zombie does not: one reparented to PID 1 may wait long to be reaped). */
+function alive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** The embedded servers' directories (under the temp dir) serving `port`, from their postmaster.pid (line 4: the port). */
 function serverDirs(port: number): string[] {
-  return readdirSync(tmpdir())
-    .filter((d) => d.startsWith('pgferry-pg'))
-    .map((d) => join(tmpdir(), d))
+  return embeddedDirs()
     .filter((d) => {
       try {
         return readFileSync(join(d, 'data', 'postmaster.pid'), 'utf8').split('\n')[3] === String(port);
@@ -62,6 +85,43 @@ describe('the demo', () => {
         }
         rmSync(dir, { recursive: true, force: true });
       }
+    }
+  });
+
+  it('a Ctrl-C during start-up exits at once and takes the servers started so far with it', async () => {
+    // A temp dir of its own (searchable by the postgres user the servers run as under root): every
+    // server directory in it is this demo's.
+    const tmp = mkdtempSync(join(tmpdir(), 'pgferry-demo-test-'));
+    chmodSync(tmp, 0o755);
+    const demo = spawn(process.execPath, [CLI, 'demo', '--http-port', '0'], { env: { PATH: process.env['PATH'] ?? '', TMPDIR: tmp, PGFERRY_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const pids = new Set<number>();
+    demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    demo.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => {
+        for (const dir of embeddedDirs(tmp)) {
+          const pid = postmasterPid(dir);
+          if (pid !== null && alive(pid)) pids.add(pid);
+        }
+        return pids.size > 0;
+      }, 'a server of the demo running', 120_000);
+      expect(out).not.toContain('pgferry is migrating'); // still starting up
+
+      demo.kill('SIGINT');
+      expect(await exited(demo), out).toBe(130);
+
+      expect(embeddedDirs(tmp)).toEqual([]);
+      for (const pid of pids) expect(alive(pid), `postmaster ${pid}`).toBe(false);
+    } finally {
+      demo.kill('SIGKILL');
+      // Should servers have outlived the demo (the failure this test is for), they stop here.
+      for (const dir of embeddedDirs(tmp)) {
+        const pid = postmasterPid(dir);
+        if (pid !== null && alive(pid)) process.kill(pid, 'SIGQUIT');
+      }
+      for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGQUIT');
+      rmSync(tmp, { recursive: true, force: true });
     }
   });
 });
