@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { CatalogColumn, CatalogConstraint, CatalogExtension, CatalogFunction, CatalogIndex, CatalogSchema, CatalogSequence, CatalogTable, CatalogTrigger, CatalogType, CatalogView, SchemaCatalog, TargetFacts } from './model.js';
+import type { CatalogColumn, CatalogConstraint, CatalogDefaultPrivileges, CatalogExtension, CatalogFunction, CatalogIndex, CatalogSchema, CatalogSequence, CatalogTable, CatalogTrigger, CatalogType, CatalogView, SchemaCatalog, TargetFacts } from './model.js';
 
 /** Schemas that never hold objects pgferry copies (`n` is pg_namespace). */
 const USER_SCHEMA = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'`;
@@ -183,9 +183,14 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
          -- range and multirange constructors belong to their type
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i')
        ORDER BY p.oid`);
+    const defaultPrivileges = await q<CatalogDefaultPrivileges>(`
+      SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, n.nspname AS schema, d.defaclobjtype AS kind, ${grants('d.defaclacl', 'd.defaclrole')} AS grants
+        FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
+       WHERE d.defaclnamespace = 0 OR (${USER_SCHEMA})
+       ORDER BY 1, 2 NULLS FIRST, 3`);
     const { rows: [v] } = await client.query<{ major: number }>(`SELECT current_setting('server_version_num')::int / 10000 AS major`);
     await client.query('COMMIT');
-    return { serverMajor: v?.major ?? 0, schemas, extensions, types, sequences, tables, indexes, constraints, triggers, views, functions, foreignTables };
+    return { serverMajor: v?.major ?? 0, schemas, extensions, types, sequences, tables, indexes, constraints, triggers, views, functions, foreignTables, defaultPrivileges };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

@@ -36,6 +36,8 @@ export interface SchemaObject {
   owned?: { schema: string; isSchema?: true };
   /** Roles the statements name (owner, grantee): the object is skipped when one is missing on the target. */
   roles: string[];
+  /** `ALTER DEFAULT PRIVILEGES FOR ROLE` this role: running it needs the role's privileges. */
+  defaultsOf?: string;
   /** The extension the object creates: it must be available on the target. */
   extension?: string;
   /** Key of the table this object hangs on (indexes, constraints, triggers, comments...). */
@@ -94,6 +96,25 @@ const STEP = {
   grant: 19,
   analyze: 20,
 } as const;
+
+/** `ALTER DEFAULT PRIVILEGES ... ON` what, by `pg_default_acl.defaclobjtype`. */
+const DEFAULT_PRIVILEGE_KINDS: Record<string, string> = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS', L: 'LARGE OBJECTS' };
+
+/** The privilege PUBLIC has by default on new objects of a kind (functions, types). */
+const PUBLIC_DEFAULTS: Record<string, string> = { f: 'EXECUTE', T: 'USAGE' };
+
+/**
+ * One grantee's privileges as GRANT statements (`grant` writes one for a list of privileges), those
+ * with grant option apart, and as compared between source and target.
+ */
+function grantStatements(list: Grant[], grant: (privileges: string) => string): { statements: string[]; privileges: string } {
+  const plain = list.filter((g) => !g.grantable).map((g) => g.privilege).sort();
+  const grantable = list.filter((g) => g.grantable).map((g) => g.privilege).sort();
+  return {
+    statements: [...(plain.length > 0 ? [grant(plain.join(', '))] : []), ...(grantable.length > 0 ? [`${grant(grantable.join(', '))} WITH GRANT OPTION`] : [])],
+    privileges: [...plain, ...grantable.map((p) => `${p} WITH GRANT OPTION`)].join(', '),
+  };
+}
 
 /** `"schema"."name"`. */
 export function qname(schema: string, name: string): string {
@@ -192,14 +213,8 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     const byGrantee = new Map<string, Grant[]>();
     for (const g of grantList) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     for (const [grantee, list] of byGrantee) {
-      const to = grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee);
-      const plain = list.filter((g) => !g.grantable).map((g) => g.privilege).sort();
-      const grantable = list.filter((g) => g.grantable).map((g) => g.privilege).sort();
-      const statements = [
-        ...(plain.length > 0 ? [`GRANT ${plain.join(', ')} ON ${grantOn} TO ${to}`] : []),
-        ...(grantable.length > 0 ? [`GRANT ${grantable.join(', ')} ON ${grantOn} TO ${to} WITH GRANT OPTION`] : []),
-      ];
-      add({ key: `privileges of ${grantee} on ${targetKey}`, label: `privileges of role ${grantee} on ${targetKey}`, phase: 'post-data', step: STEP.grant, mode: 'converge', statements, details: { privileges: [...plain, ...grantable.map((p) => `${p} WITH GRANT OPTION`)].join(', ') }, roles: grantee === 'PUBLIC' ? [] : [grantee], ...extra });
+      const { statements, privileges } = grantStatements(list, (privs) => `GRANT ${privs} ON ${grantOn} TO ${grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee)}`);
+      add({ key: `privileges of ${grantee} on ${targetKey}`, label: `privileges of role ${grantee} on ${targetKey}`, phase: 'post-data', step: STEP.grant, mode: 'converge', statements, details: { privileges }, roles: grantee === 'PUBLIC' ? [] : [grantee], ...extra });
     }
   };
 
@@ -386,6 +401,24 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     for (const c of v.columnComments) comment(`column ${ident(c.column)} of ${key}`, `COLUMN ${name}.${ident(c.column)}`, c.comment);
     ownership(key, `${word === 'VIEW' ? 'VIEW' : 'MATERIALIZED VIEW'} ${name}`, v.owner, `TABLE ${name}`, v.grants, { schema: v.schema });
   });
+  for (const d of catalog.defaultPrivileges) {
+    const kind = DEFAULT_PRIVILEGE_KINDS[d.kind];
+    const scope = `${kind ?? d.kind} created by role ${d.role}${d.schema === null ? '' : ` in schema ${ident(d.schema)}`}`;
+    if (!kind) {
+      notes.push(`default privileges on ${scope} are not copied (pgferry does not know this kind of object); set them on the target by hand`);
+      continue;
+    }
+    // What PUBLIC keeps of its built-in default in an entry for every schema is no grant to make.
+    const builtIn = d.schema === null ? PUBLIC_DEFAULTS[d.kind] : undefined;
+    const byGrantee = new Map<string, Grant[]>();
+    for (const g of d.grants) if (!(g.grantee === 'PUBLIC' && g.privilege === builtIn)) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
+    const alter = `ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(d.role)}${d.schema === null ? '' : ` IN SCHEMA ${ident(d.schema)}`}`;
+    for (const [grantee, list] of byGrantee) {
+      const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee)}`);
+      const label = `default privileges of role ${grantee} on ${scope}`;
+      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements, details: { privileges }, roles: grantee === 'PUBLIC' ? [d.role] : [d.role, grantee], defaultsOf: d.role });
+    }
+  }
   objects.sort((a, b) => a.step - b.step || a.rank - b.rank);
   return { objects, notes, serverMajor: catalog.serverMajor };
 }

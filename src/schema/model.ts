@@ -19,6 +19,21 @@ export interface SchemaCatalog {
   functions: CatalogFunction[];
   /** Not copied (their rows live on another server): named in a note, with the views that read them. */
   foreignTables: { schema: string; name: string; partitionOf: string | null }[];
+  defaultPrivileges: CatalogDefaultPrivileges[];
+}
+
+/**
+ * One `pg_default_acl` entry: the privileges objects of `kind` get when `role` creates them (in
+ * `schema`, or in any schema when null), from `ALTER DEFAULT PRIVILEGES ... GRANT`. `grants`
+ * leaves out the creator's own; in an entry for every schema it lists what PUBLIC keeps of its
+ * built-in defaults too.
+ */
+export interface CatalogDefaultPrivileges {
+  role: string;
+  schema: string | null;
+  /** `pg_default_acl.defaclobjtype`: `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects (18+). */
+  kind: string;
+  grants: Grant[];
 }
 
 /** One privilege granted on an object (from `aclexplode`); the owner's own grants are left out. */
@@ -240,5 +255,5 @@ export interface TargetFacts {
 
 /** An empty catalog: what a target without any user objects looks like. */
 export function emptyCatalog(): SchemaCatalog {
-  return { serverMajor: 0, schemas: [], extensions: [], types: [], sequences: [], tables: [], indexes: [], constraints: [], triggers: [], views: [], functions: [], foreignTables: [] };
+  return { serverMajor: 0, schemas: [], extensions: [], types: [], sequences: [], tables: [], indexes: [], constraints: [], triggers: [], views: [], functions: [], foreignTables: [], defaultPrivileges: [] };
 }

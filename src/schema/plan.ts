@@ -111,6 +111,10 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       for (const r of lacking) missingRoles.add(r);
       continue;
     }
+    if (o.defaultsOf && facts && !facts.superuser && !facts.ownerPrivileges.has(o.defaultsOf)) {
+      plan.notes.push(`${o.label} are not copied: role ${facts.currentUser} lacks the privileges of role ${o.defaultsOf}, which setting them needs; run GRANT ${ident(o.defaultsOf)} TO ${ident(facts.currentUser)} and pgferry schema again, or set them on the target by hand`);
+      continue;
+    }
     if (there && o.mode !== 'always') {
       const diff = firstDifference(o, there, source.serverMajor === target?.serverMajor);
       if (diff === null) {

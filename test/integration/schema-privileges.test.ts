@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabases, type TestDatabases } from '../support/databases.js';
+import pg from 'pg';
+import { createTestDatabases, serverUrl, type TestDatabases } from '../support/databases.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -42,5 +43,60 @@ describe('schema copy of privileges PUBLIC has by default', () => {
     const again = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl, '--dry-run']);
     expect(again.code).toBe(0);
     expect(again.stdout).not.toContain('REVOKE');
+  });
+});
+
+describe('schema copy of default privileges', () => {
+  let db: TestDatabases;
+  const creator = `creator_${process.pid}`;
+  const reader = `reader_${process.pid}`;
+  const roles = `CREATE ROLE ${creator}; CREATE ROLE ${reader}`;
+  /** The target's default privileges as `role|schema|kind|grantee:privilege[*]`, the creator's own left out. */
+  const defaults = async (): Promise<string[]> =>
+    (
+      await db.target.query<{ d: string }>(
+        `SELECT pg_get_userbyid(d.defaclrole) || '|' || coalesce(n.nspname, '-') || '|' || d.defaclobjtype::text || '|' ||
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END AS d
+           FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a
+          WHERE a.grantee <> d.defaclrole ORDER BY 1`,
+      )
+    ).rows.map((r) => r.d);
+
+  beforeAll(async () => {
+    db = await createTestDatabases('defprivs');
+    await db.source.query(roles);
+    await db.target.query(roles);
+    await db.source.query(`CREATE SCHEMA app;
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} IN SCHEMA app GRANT SELECT ON TABLES TO ${reader};
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} GRANT USAGE ON SEQUENCES TO ${reader} WITH GRANT OPTION;
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} GRANT EXECUTE ON FUNCTIONS TO ${reader}`);
+  });
+
+  afterAll(async () => {
+    await db?.drop(); // the databases hold the default privileges naming the roles
+    for (const side of ['source', 'target'] as const) {
+      const admin = new pg.Client({ connectionString: serverUrl(side, 'postgres') });
+      await admin.connect();
+      await admin.query(`DROP ROLE IF EXISTS ${creator}; DROP ROLE IF EXISTS ${reader}`).catch(() => {});
+      await admin.end();
+    }
+  });
+
+  it('grants them on the target, so the next table the creator makes there is readable as on the source', async () => {
+    const r = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await defaults()).toEqual([
+      `${creator}|-|S|${reader}:USAGE*`,
+      `${creator}|-|f|PUBLIC:EXECUTE`, // PUBLIC's built-in default, kept by the entry
+      `${creator}|-|f|${reader}:EXECUTE`,
+      `${creator}|app|r|${reader}:SELECT`,
+    ]);
+    await db.target.query(`GRANT CREATE ON SCHEMA app TO ${creator}; SET ROLE ${creator}; CREATE TABLE app.later (id int); RESET ROLE`);
+    const { rows: [p] } = await db.target.query<{ ok: boolean }>(`SELECT has_table_privilege($1, 'app.later', 'SELECT') AS ok`, [reader]);
+    expect(p!.ok).toBe(true);
+    const again = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl, '--dry-run']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).not.toContain('ALTER DEFAULT PRIVILEGES');
   });
 });
