@@ -413,6 +413,10 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     const byGrantee = new Map<string, Grant[]>();
     for (const g of d.grants) if (!(g.grantee === 'PUBLIC' && g.privilege === builtIn)) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     const alter = `ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(d.role)}${d.schema === null ? '' : ` IN SCHEMA ${ident(d.schema)}`}`;
+    if (d.revokedFromPublic) {
+      const label = `default ${d.revokedFromPublic} of PUBLIC on ${scope}, revoked`;
+      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${d.revokedFromPublic} ON ${kind} FROM PUBLIC`], details: { revoked: d.revokedFromPublic }, roles: [d.role], defaultsOf: d.role });
+    }
     for (const [grantee, list] of byGrantee) {
       const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee)}`);
       const label = `default privileges of role ${grantee} on ${scope}`;

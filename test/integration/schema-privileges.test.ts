@@ -69,7 +69,8 @@ describe('schema copy of default privileges', () => {
     await db.source.query(`CREATE SCHEMA app;
       ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} IN SCHEMA app GRANT SELECT ON TABLES TO ${reader};
       ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} GRANT USAGE ON SEQUENCES TO ${reader} WITH GRANT OPTION;
-      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} GRANT EXECUTE ON FUNCTIONS TO ${reader}`);
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} GRANT EXECUTE ON FUNCTIONS TO ${reader};
+      ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`);
   });
 
   afterAll(async () => {
@@ -82,19 +83,23 @@ describe('schema copy of default privileges', () => {
     }
   });
 
-  it('grants them on the target, so the next table the creator makes there is readable as on the source', async () => {
+  it('sets them on the target, so what the creator makes there next gets the privileges it gets on the source', async () => {
     const r = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(await defaults()).toEqual([
       `${creator}|-|S|${reader}:USAGE*`,
-      `${creator}|-|f|PUBLIC:EXECUTE`, // PUBLIC's built-in default, kept by the entry
-      `${creator}|-|f|${reader}:EXECUTE`,
+      `${creator}|-|f|${reader}:EXECUTE`, // and no longer PUBLIC's built-in EXECUTE
       `${creator}|app|r|${reader}:SELECT`,
     ]);
-    await db.target.query(`GRANT CREATE ON SCHEMA app TO ${creator}; SET ROLE ${creator}; CREATE TABLE app.later (id int); RESET ROLE`);
-    const { rows: [p] } = await db.target.query<{ ok: boolean }>(`SELECT has_table_privilege($1, 'app.later', 'SELECT') AS ok`, [reader]);
-    expect(p!.ok).toBe(true);
+    await db.target.query(`GRANT CREATE ON SCHEMA app TO ${creator}; SET ROLE ${creator};
+      CREATE TABLE app.later (id int); CREATE FUNCTION app.later_f() RETURNS int LANGUAGE sql AS 'SELECT 1'; RESET ROLE`);
+    const { rows: [p] } = await db.target.query<Record<string, boolean>>(
+      `SELECT has_table_privilege($1, 'app.later', 'SELECT') AS read, has_function_privilege($1, 'app.later_f()', 'EXECUTE') AS run,
+              has_function_privilege('public', 'app.later_f()', 'EXECUTE') AS "runByAll"`,
+      [reader],
+    );
+    expect(p).toEqual({ read: true, run: true, runByAll: false });
     const again = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl, '--dry-run']);
     expect(again.code).toBe(0);
     expect(again.stdout).not.toContain('ALTER DEFAULT PRIVILEGES');

@@ -79,13 +79,14 @@ describe('schema DDL (pure)', () => {
     expect(script.indexOf('pre-data')).toBeLessThan(script.indexOf('post-data'));
   });
 
-  it('grants default privileges per creator, schema and grantee, without what PUBLIC has by default, and only where the target role may set them', () => {
+  it('grants default privileges per creator, schema and grantee, revokes what PUBLIC lost of its defaults, and only where the target role may set them', () => {
     const g = (grantee: string, privilege: string, grantable = false) => ({ grantee, privilege, grantable });
     const built = buildSchema(catalog({
       defaultPrivileges: [
-        { role: 'app', schema: 'Sales', kind: 'r', grants: [g('reader', 'SELECT'), g('writer', 'INSERT'), g('writer', 'UPDATE', true)] },
-        { role: 'app', schema: null, kind: 'f', grants: [g('PUBLIC', 'EXECUTE'), g('reader', 'EXECUTE')] },
-        { role: 'app', schema: null, kind: 'x', grants: [g('reader', 'SELECT')] },
+        { role: 'app', schema: 'Sales', kind: 'r', grants: [g('reader', 'SELECT'), g('writer', 'INSERT'), g('writer', 'UPDATE', true)], revokedFromPublic: null },
+        { role: 'app', schema: null, kind: 'f', grants: [g('PUBLIC', 'EXECUTE'), g('reader', 'EXECUTE')], revokedFromPublic: null },
+        { role: 'app', schema: null, kind: 'T', grants: [], revokedFromPublic: 'USAGE' },
+        { role: 'app', schema: null, kind: 'x', grants: [g('reader', 'SELECT')], revokedFromPublic: null },
       ],
     }));
     expect(built.objects.map((o) => [o.label, o.statements])).toEqual([
@@ -95,6 +96,7 @@ describe('schema DDL (pure)', () => {
         'ALTER DEFAULT PRIVILEGES FOR ROLE "app" IN SCHEMA "Sales" GRANT UPDATE ON TABLES TO "writer" WITH GRANT OPTION',
       ]],
       ['default privileges of role reader on FUNCTIONS created by role app', ['ALTER DEFAULT PRIVILEGES FOR ROLE "app" GRANT EXECUTE ON FUNCTIONS TO "reader"']],
+      ['default USAGE of PUBLIC on TYPES created by role app, revoked', ['ALTER DEFAULT PRIVILEGES FOR ROLE "app" REVOKE USAGE ON TYPES FROM PUBLIC']],
     ]);
     expect(built.notes).toEqual(['default privileges on x created by role app are not copied (pgferry does not know this kind of object); set them on the target by hand']);
     const roles = new Set(['app', 'reader', 'writer', 'migrator']);
@@ -102,10 +104,11 @@ describe('schema DDL (pure)', () => {
     const refused = planSchema(built, null, asMigrator);
     expect(refused.postData).toEqual([]);
     expect(refused.notes).toContain('default privileges of role reader on TABLES created by role app in schema "Sales" are not copied: role migrator lacks the privileges of role app, which setting them needs; run GRANT "app" TO "migrator" and pgferry schema again, or set them on the target by hand');
-    expect(planSchema(built, null, { ...asMigrator, ownerPrivileges: new Set(['migrator', 'app']) }).postData).toHaveLength(3);
+    expect(planSchema(built, null, { ...asMigrator, ownerPrivileges: new Set(['migrator', 'app']) }).postData).toHaveLength(4);
     expect(planSchema(built, null, { ...facts, roles: new Set(['app', 'reader']) }).postData.map((o) => o.label)).toEqual([
       'default privileges of role reader on TABLES created by role app in schema "Sales"',
       'default privileges of role reader on FUNCTIONS created by role app',
+      'default USAGE of PUBLIC on TYPES created by role app, revoked',
     ]);
   });
 
