@@ -184,9 +184,7 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i')
        ORDER BY p.oid`);
     const defaultPrivileges = await q<CatalogDefaultPrivileges>(`
-      SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, n.nspname AS schema, d.defaclobjtype AS kind, ${grants('d.defaclacl', 'd.defaclrole')} AS grants,
-             CASE WHEN d.defaclnamespace = 0 AND d.defaclobjtype = 'f' THEN ${revokedFromPublic('d.defaclacl', 'EXECUTE')}
-                  WHEN d.defaclnamespace = 0 AND d.defaclobjtype = 'T' THEN ${revokedFromPublic('d.defaclacl', 'USAGE')} END AS "revokedFromPublic"
+      SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, n.nspname AS schema, d.defaclobjtype AS kind, ${grants('d.defaclacl', 'd.defaclrole')} AS grants
         FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
        WHERE d.defaclnamespace = 0 OR (${USER_SCHEMA})
        ORDER BY 1, 2 NULLS FIRST, 3`);

@@ -408,19 +408,22 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       notes.push(`default privileges on ${scope} are not copied (pgferry does not know this kind of object); set them on the target by hand`);
       continue;
     }
-    // What PUBLIC keeps of its built-in default in an entry for every schema is no grant to make.
+    // An entry for every schema holds the whole list, PUBLIC's built-in default included unless revoked:
+    // what PUBLIC keeps of it is no grant to make, what it lacks is a revocation.
     const builtIn = d.schema === null ? PUBLIC_DEFAULTS[d.kind] : undefined;
     const byGrantee = new Map<string, Grant[]>();
     for (const g of d.grants) if (!(g.grantee === 'PUBLIC' && g.privilege === builtIn)) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     const alter = `ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(d.role)}${d.schema === null ? '' : ` IN SCHEMA ${ident(d.schema)}`}`;
-    if (d.revokedFromPublic) {
-      const label = `default ${d.revokedFromPublic} of PUBLIC on ${scope}, revoked`;
-      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${d.revokedFromPublic} ON ${kind} FROM PUBLIC`], details: { revoked: d.revokedFromPublic }, roles: [d.role], defaultsOf: d.role });
+    if (builtIn && !d.grants.some((g) => g.grantee === 'PUBLIC' && g.privilege === builtIn)) {
+      const label = `default ${builtIn} of PUBLIC on ${scope}, revoked`;
+      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${builtIn} ON ${kind} FROM PUBLIC`], details: { revoked: builtIn }, roles: [d.role], defaultsOf: d.role });
     }
     for (const [grantee, list] of byGrantee) {
-      const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee)}`);
+      const to = grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee);
+      const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${to}`);
       const label = `default privileges of role ${grantee} on ${scope}`;
-      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements, details: { privileges }, roles: grantee === 'PUBLIC' ? [d.role] : [d.role, grantee], defaultsOf: d.role });
+      // Revoked first, so that a target granting more ends up with the source's list (never PUBLIC's built-in default: not in byGrantee).
+      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ALL ON ${kind} FROM ${to}`, ...statements], details: { privileges }, roles: grantee === 'PUBLIC' ? [d.role] : [d.role, grantee], defaultsOf: d.role });
     }
   }
   objects.sort((a, b) => a.step - b.step || a.rank - b.rank);

@@ -26,7 +26,7 @@ export interface SchemaCatalog {
  * One `pg_default_acl` entry: the privileges objects of `kind` get when `role` creates them (in
  * `schema`, or in any schema when null), from `ALTER DEFAULT PRIVILEGES ... GRANT`. `grants`
  * leaves out the creator's own; in an entry for every schema it lists what PUBLIC keeps of its
- * built-in defaults too (see `revokedFromPublic` for what it does not).
+ * built-in defaults too: what it lacks of them was revoked.
  */
 export interface CatalogDefaultPrivileges {
   role: string;
@@ -34,8 +34,6 @@ export interface CatalogDefaultPrivileges {
   /** `pg_default_acl.defaclobjtype`: `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects (18+). */
   kind: string;
   grants: Grant[];
-  /** In an entry for every schema: the privilege PUBLIC has by default on the kind (EXECUTE, USAGE) when the entry revokes it. */
-  revokedFromPublic: string | null;
 }
 
 /** One privilege granted on an object (from `aclexplode`); the owner's own grants are left out. */

@@ -16,8 +16,8 @@ export interface SchemaPlan {
 
 /**
  * Narrows a catalog to the selected tables (and their partitions): their indexes, constraints,
- * triggers and the sequences they own. Schemas, extensions, types and functions stay (tables may
- * use any of them); views are left out (they may read tables that are not migrated), and so are
+ * triggers and the sequences they own. Schemas, extensions, types, functions and default
+ * privileges stay (tables may use any of them; defaults are not per table); views are left out (they may read tables that are not migrated), and so are
  * foreign keys to tables that are not selected. Pure.
  */
 export function scopeCatalog(catalog: SchemaCatalog, selected: TableName[]): { catalog: SchemaCatalog; notes: string[] } {
@@ -87,6 +87,8 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
   const plan: SchemaPlan = { preData: [], postData: [], conflicts: [], notes: [...source.notes], unchanged: 0 };
   const skippedTables = new Set<string>();
   const missingRoles = new Set<string>();
+  /** Roles whose default privileges the target role may not change. */
+  const defaultsRefused = new Set<string>();
   /** Why an ownership change would fail (see {@link ownerProblems}) -> the objects it is about. */
   const problems = new Map<string, string[]>();
   /** Schemas whose owner the plan changes (before the objects in them: schemas come first), to whom. */
@@ -111,10 +113,6 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       for (const r of lacking) missingRoles.add(r);
       continue;
     }
-    if (o.defaultsOf && facts && !facts.superuser && !facts.ownerPrivileges.has(o.defaultsOf)) {
-      plan.notes.push(`${o.label} are not copied: role ${facts.currentUser} lacks the privileges of role ${o.defaultsOf}, which setting them needs; run GRANT ${ident(o.defaultsOf)} TO ${ident(facts.currentUser)} and pgferry schema again, or set them on the target by hand`);
-      continue;
-    }
     if (there && o.mode !== 'always') {
       const diff = firstDifference(o, there, source.serverMajor === target?.serverMajor);
       if (diff === null) {
@@ -125,6 +123,10 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
         plan.conflicts.push(`target: ${o.label} differs from the source (${diff}); change or drop it on the target, or start with --schema-copy=false`);
         continue;
       }
+    }
+    if (o.defaultsOf && facts && !mayAlterDefaults(o.defaultsOf, facts, target?.serverMajor)) {
+      defaultsRefused.add(o.defaultsOf);
+      continue;
     }
     const found = facts && o.owned ? ownerProblems(o, o.owned, facts, { source, existing, newSchemaOwners }) : [];
     for (const problem of found) problems.set(problem, [...(problems.get(problem) ?? []), o.key.slice('owner of '.length)]);
@@ -137,8 +139,21 @@ export function planSchema(source: BuiltSchema, target: BuiltSchema | null, fact
       `target: ${problem.replace('%s', `${objects[0]}${objects.length > 1 ? ` and ${objects.length - 1} more` : ''}`)}, connect as a superuser, or start with --schema-copy=false and create the schema yourself`,
     );
   }
+  for (const role of defaultsRefused) {
+    const member = facts!.assignableOwners.has(role);
+    const remedy = member ? `GRANT ${ident(role)} TO ${ident(facts!.currentUser)} WITH INHERIT TRUE (PostgreSQL 16+) or ALTER ROLE ${ident(facts!.currentUser)} INHERIT` : `GRANT ${ident(role)} TO ${ident(facts!.currentUser)}`;
+    plan.notes.push(`default privileges for role ${role} are not copied: changing them needs role ${role}'s privileges, which role ${facts!.currentUser} lacks; run ${remedy} and pgferry schema again, or set them on the target by hand`);
+  }
   for (const r of missingRoles) plan.notes.push(`role ${r} does not exist on the target: ownership and privileges naming it are not copied (create the role on the target to have them copied)`);
   return plan;
+}
+
+/**
+ * Whether the target role may run `ALTER DEFAULT PRIVILEGES FOR ROLE role`: it needs the role's
+ * privileges from PostgreSQL 16 on, membership before (the target's major version unknown: the former).
+ */
+function mayAlterDefaults(role: string, facts: TargetFacts, targetMajor: number | undefined): boolean {
+  return facts.superuser || (targetMajor !== undefined && targetMajor < 16 ? facts.assignableOwners : facts.ownerPrivileges).has(role);
 }
 
 /**

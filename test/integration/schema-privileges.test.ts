@@ -100,6 +100,12 @@ describe('schema copy of default privileges', () => {
       [reader],
     );
     expect(p).toEqual({ read: true, run: true, runByAll: false });
+    // More on the target than on the source: brought back to the source's.
+    await db.target.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${creator} IN SCHEMA app GRANT INSERT ON TABLES TO ${reader}`);
+    const converge = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl]);
+    expect(converge.code, converge.stderr).toBe(0);
+    expect(await defaults()).toContain(`${creator}|app|r|${reader}:SELECT`);
+    expect(await defaults()).not.toContain(`${creator}|app|r|${reader}:INSERT`);
     const again = cli(['schema', '--source', db.sourceUrl, '--target', db.targetUrl, '--dry-run']);
     expect(again.code).toBe(0);
     expect(again.stdout).not.toContain('ALTER DEFAULT PRIVILEGES');
