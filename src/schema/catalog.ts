@@ -184,7 +184,11 @@ export async function readCatalog(client: pg.Client): Promise<SchemaCatalog> {
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i')
        ORDER BY p.oid`);
     const defaultPrivileges = await q<CatalogDefaultPrivileges>(`
-      SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, n.nspname AS schema, d.defaclobjtype AS kind, ${grants('d.defaclacl', 'd.defaclrole')} AS grants
+      SELECT pg_catalog.pg_get_userbyid(d.defaclrole) AS role, n.nspname AS schema, d.defaclobjtype AS kind, ${grants('d.defaclacl', 'd.defaclrole')} AS grants,
+             CASE WHEN d.defaclnamespace = 0 THEN ARRAY(
+               SELECT a.privilege_type FROM pg_catalog.aclexplode(pg_catalog.acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's'::"char" ELSE d.defaclobjtype END, d.defaclrole)) a
+                WHERE a.grantee = d.defaclrole AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(d.defaclacl) b WHERE b.grantee = d.defaclrole AND b.privilege_type = a.privilege_type)
+                ORDER BY 1) ELSE '{}' END AS "selfRevoked"
         FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
        WHERE d.defaclnamespace = 0 OR (${USER_SCHEMA})
        ORDER BY 1, 2 NULLS FIRST, 3`);

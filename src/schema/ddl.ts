@@ -418,6 +418,10 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       const label = `default ${builtIn} of PUBLIC on ${scope}, revoked`;
       add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${builtIn} ON ${kind} FROM PUBLIC`], details: { revoked: builtIn }, roles: [d.role], defaultsOf: d.role });
     }
+    if (d.selfRevoked.length > 0) {
+      const label = `default privileges of role ${d.role} on ${scope}, revoked from itself`;
+      add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${d.selfRevoked.join(', ')} ON ${kind} FROM ${ident(d.role)}`], details: { revoked: d.selfRevoked.join(', ') }, roles: [d.role], defaultsOf: d.role });
+    }
     for (const [grantee, list] of byGrantee) {
       const to = grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee);
       const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${to}`);

@@ -34,6 +34,8 @@ export interface CatalogDefaultPrivileges {
   /** `pg_default_acl.defaclobjtype`: `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas, `L` large objects (18+). */
   kind: string;
   grants: Grant[];
+  /** In an entry for every schema: what the creator revoked from itself of its built-in privileges. */
+  selfRevoked: string[];
 }
 
 /** One privilege granted on an object (from `aclexplode`); the owner's own grants are left out. */

@@ -83,10 +83,11 @@ describe('schema DDL (pure)', () => {
     const g = (grantee: string, privilege: string, grantable = false) => ({ grantee, privilege, grantable });
     const built = buildSchema(catalog({
       defaultPrivileges: [
-        { role: 'app', schema: 'Sales', kind: 'r', grants: [g('reader', 'SELECT'), g('writer', 'INSERT'), g('writer', 'UPDATE', true)] },
-        { role: 'app', schema: null, kind: 'f', grants: [g('PUBLIC', 'EXECUTE'), g('reader', 'EXECUTE')] },
-        { role: 'app', schema: null, kind: 'T', grants: [] },
-        { role: 'app', schema: null, kind: 'x', grants: [g('reader', 'SELECT')] },
+        { role: 'app', schema: 'Sales', kind: 'r', grants: [g('reader', 'SELECT'), g('writer', 'INSERT'), g('writer', 'UPDATE', true)], selfRevoked: [] },
+        { role: 'app', schema: null, kind: 'f', grants: [g('PUBLIC', 'EXECUTE'), g('reader', 'EXECUTE')], selfRevoked: [] },
+        { role: 'app', schema: null, kind: 'T', grants: [], selfRevoked: [] },
+        { role: 'app', schema: null, kind: 'r', grants: [], selfRevoked: ['DELETE', 'TRUNCATE'] },
+        { role: 'app', schema: null, kind: 'x', grants: [g('reader', 'SELECT')], selfRevoked: [] },
       ],
     }));
     const sales = 'ALTER DEFAULT PRIVILEGES FOR ROLE "app" IN SCHEMA "Sales"';
@@ -99,6 +100,7 @@ describe('schema DDL (pure)', () => {
       ]],
       ['default privileges of role reader on FUNCTIONS created by role app', ['ALTER DEFAULT PRIVILEGES FOR ROLE "app" REVOKE ALL ON FUNCTIONS FROM "reader"', 'ALTER DEFAULT PRIVILEGES FOR ROLE "app" GRANT EXECUTE ON FUNCTIONS TO "reader"']],
       ['default USAGE of PUBLIC on TYPES created by role app, revoked', ['ALTER DEFAULT PRIVILEGES FOR ROLE "app" REVOKE USAGE ON TYPES FROM PUBLIC']],
+      ['default privileges of role app on TABLES created by role app, revoked from itself', ['ALTER DEFAULT PRIVILEGES FOR ROLE "app" REVOKE DELETE, TRUNCATE ON TABLES FROM "app"']],
     ]);
     expect(built.notes).toEqual(['default privileges on x created by role app are not copied (pgferry does not know this kind of object); set them on the target by hand']);
 
@@ -109,10 +111,10 @@ describe('schema DDL (pure)', () => {
     expect(refused.notes.filter((n) => n.startsWith('default privileges for'))).toEqual([
       'default privileges for role app are not copied: changing them needs role app\'s privileges, which role migrator lacks; run GRANT "app" TO "migrator" and pgferry schema again, or set them on the target by hand',
     ]);
-    expect(planSchema(built, null, { ...asMigrator, ownerPrivileges: new Set(['migrator', 'app']) }).postData).toHaveLength(4);
+    expect(planSchema(built, null, { ...asMigrator, ownerPrivileges: new Set(['migrator', 'app']) }).postData).toHaveLength(5);
     // A member without the role's privileges (NOINHERIT) may change them before PostgreSQL 16 only.
     const member = { ...asMigrator, assignableOwners: new Set(['migrator', 'app']) };
-    expect(planSchema(built, { ...buildSchema(emptyCatalog()), serverMajor: 15 }, member).postData).toHaveLength(4);
+    expect(planSchema(built, { ...buildSchema(emptyCatalog()), serverMajor: 15 }, member).postData).toHaveLength(5);
     expect(planSchema(built, { ...buildSchema(emptyCatalog()), serverMajor: 16 }, member).notes).toContain(
       'default privileges for role app are not copied: changing them needs role app\'s privileges, which role migrator lacks; run GRANT "app" TO "migrator" WITH INHERIT TRUE (PostgreSQL 16+) or ALTER ROLE "migrator" INHERIT and pgferry schema again, or set them on the target by hand',
     );
@@ -122,6 +124,7 @@ describe('schema DDL (pure)', () => {
       'default privileges of role reader on TABLES created by role app in schema "Sales"',
       'default privileges of role reader on FUNCTIONS created by role app',
       'default USAGE of PUBLIC on TYPES created by role app, revoked',
+      'default privileges of role app on TABLES created by role app, revoked from itself',
     ]);
   });
 
