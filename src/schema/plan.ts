@@ -17,8 +17,9 @@ export interface SchemaPlan {
 /**
  * Narrows a catalog to the selected tables (and their partitions): their indexes, constraints,
  * triggers and the sequences they own. Schemas, extensions, types, functions and default
- * privileges stay (tables may use any of them; defaults are not per table); views are left out (they may read tables that are not migrated), and so are
- * foreign keys to tables that are not selected. Pure.
+ * privileges stay (tables may use any of them; defaults are not per table); views are left out
+ * (they may read tables that are not migrated), and so are foreign keys to tables that are not
+ * selected. Pure.
  */
 export function scopeCatalog(catalog: SchemaCatalog, selected: TableName[]): { catalog: SchemaCatalog; notes: string[] } {
   if (selected.length === 0) return { catalog, notes: [] };
