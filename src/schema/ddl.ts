@@ -103,6 +103,13 @@ const DEFAULT_PRIVILEGE_KINDS: Record<string, string> = { r: 'TABLES', S: 'SEQUE
 /** The privilege PUBLIC has by default on new objects of a kind (functions, types). */
 const PUBLIC_DEFAULTS: Record<string, string> = { f: 'EXECUTE', T: 'USAGE' };
 
+/** Grants by grantee, in the order the grantees first appear. */
+function byGrantee(grants: Grant[]): Map<string, Grant[]> {
+  const by = new Map<string, Grant[]>();
+  for (const g of grants) by.set(g.grantee, [...(by.get(g.grantee) ?? []), g]);
+  return by;
+}
+
 /**
  * One grantee's privileges as GRANT statements (`grant` writes one for a list of privileges), those
  * with grant option apart, and as compared between source and target.
@@ -210,9 +217,7 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       add({ key: `revocation of ${revoked} from PUBLIC on ${targetKey}`, label: `${revoked} revoked from PUBLIC on ${targetKey}`, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`REVOKE ${revoked} ON ${grantOn} FROM PUBLIC`], details: { revoked }, ...extra });
     }
     if (owned) add({ key: `owner of ${targetKey}`, label: `owner of ${targetKey}`, phase: 'post-data', step: STEP.owner, mode: 'converge', statements: [`ALTER ${alter} OWNER TO ${ident(owner)}`], details: { owner }, roles: [owner], owned, ...extra });
-    const byGrantee = new Map<string, Grant[]>();
-    for (const g of grantList) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
-    for (const [grantee, list] of byGrantee) {
+    for (const [grantee, list] of byGrantee(grantList)) {
       const { statements, privileges } = grantStatements(list, (privs) => `GRANT ${privs} ON ${grantOn} TO ${grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee)}`);
       add({ key: `privileges of ${grantee} on ${targetKey}`, label: `privileges of role ${grantee} on ${targetKey}`, phase: 'post-data', step: STEP.grant, mode: 'converge', statements, details: { privileges }, roles: grantee === 'PUBLIC' ? [] : [grantee], ...extra });
     }
@@ -411,8 +416,6 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
     // An entry for every schema holds the whole list, PUBLIC's built-in default included unless revoked:
     // what PUBLIC keeps of it is no grant to make, what it lacks is a revocation.
     const builtIn = d.schema === null ? PUBLIC_DEFAULTS[d.kind] : undefined;
-    const byGrantee = new Map<string, Grant[]>();
-    for (const g of d.grants) if (!(g.grantee === 'PUBLIC' && g.privilege === builtIn)) byGrantee.set(g.grantee, [...(byGrantee.get(g.grantee) ?? []), g]);
     const alter = `ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(d.role)}${d.schema === null ? '' : ` IN SCHEMA ${ident(d.schema)}`}`;
     if (builtIn && !d.grants.some((g) => g.grantee === 'PUBLIC' && g.privilege === builtIn)) {
       const label = `default ${builtIn} of PUBLIC on ${scope}, revoked`;
@@ -422,11 +425,11 @@ export function buildSchema(catalog: SchemaCatalog): BuiltSchema {
       const label = `default privileges of role ${d.role} on ${scope}, revoked from itself`;
       add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ${d.selfRevoked.join(', ')} ON ${kind} FROM ${ident(d.role)}`], details: { revoked: d.selfRevoked.join(', ') }, roles: [d.role], defaultsOf: d.role });
     }
-    for (const [grantee, list] of byGrantee) {
+    for (const [grantee, list] of byGrantee(d.grants.filter((g) => !(g.grantee === 'PUBLIC' && g.privilege === builtIn)))) {
       const to = grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee);
       const { statements, privileges } = grantStatements(list, (privs) => `${alter} GRANT ${privs} ON ${kind} TO ${to}`);
       const label = `default privileges of role ${grantee} on ${scope}`;
-      // Revoked first, so that a target granting more ends up with the source's list (never PUBLIC's built-in default: not in byGrantee).
+      // Revoked first, so that a target granting more ends up with the source's list (never PUBLIC's built-in default: filtered out above).
       add({ key: label, label, phase: 'post-data', step: STEP.grant, mode: 'converge', statements: [`${alter} REVOKE ALL ON ${kind} FROM ${to}`, ...statements], details: { privileges }, roles: grantee === 'PUBLIC' ? [d.role] : [d.role, grantee], defaultsOf: d.role });
     }
   }
